@@ -42,7 +42,8 @@ impl AgentId {
 
 impl fmt::Display for AgentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, unlike `write_str`, honours width and alignment (`{:<8}`).
+        f.pad(&self.0)
     }
 }
 

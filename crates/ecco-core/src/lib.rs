@@ -54,12 +54,11 @@ mod value;
 
 pub use agent_id::AgentId;
 
+pub use aggregation::{Aggregation, Aggregator, Consensus, Response};
 pub use capability::{Capability, CapabilityDocument, CapabilityType, Offer};
 pub use matcher::{Match, Matcher};
-pub use aggregation::{Aggregation, Aggregator, Consensus, Response};
 pub use performance::Performance;
 pub use selection::{Selection, Selector};
-
 
 pub use query::Query;
 

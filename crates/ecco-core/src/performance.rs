@@ -63,7 +63,11 @@ impl Performance {
 /// an agent with no history gets the neutral `Performance::default()`.
 pub fn weight(score: f64, performance: Option<&Performance>) -> f64 {
     let p = performance.copied().unwrap_or_default();
-    let score = if score.is_finite() { score.clamp(0.0, 1.0) } else { 0.0 };
+    let score = if score.is_finite() {
+        score.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     (0.1 + 0.9 * score) * p.reliability() * p.speed()
 }
 

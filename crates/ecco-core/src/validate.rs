@@ -173,7 +173,11 @@ pub(crate) fn text(
 }
 
 /// Checks a collection size against a bound.
-pub(crate) fn count(field: impl fmt::Display, count: usize, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn count(
+    field: impl fmt::Display,
+    count: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
     if count > max {
         return Err(ValidationError::new(
             field.to_string(),

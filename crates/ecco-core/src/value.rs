@@ -79,6 +79,18 @@ impl From<i64> for ConstraintValue {
     }
 }
 
+impl From<i32> for ConstraintValue {
+    fn from(v: i32) -> Self {
+        Self::Number(f64::from(v))
+    }
+}
+
+impl From<u32> for ConstraintValue {
+    fn from(v: u32) -> Self {
+        Self::Number(f64::from(v))
+    }
+}
+
 impl From<&str> for ConstraintValue {
     fn from(v: &str) -> Self {
         Self::Text(v.to_owned())
@@ -152,6 +164,18 @@ impl From<f64> for Scalar {
 impl From<i64> for Scalar {
     fn from(v: i64) -> Self {
         Self::Number(v as f64)
+    }
+}
+
+impl From<i32> for Scalar {
+    fn from(v: i32) -> Self {
+        Self::Number(f64::from(v))
+    }
+}
+
+impl From<u32> for Scalar {
+    fn from(v: u32) -> Self {
+        Self::Number(f64::from(v))
     }
 }
 

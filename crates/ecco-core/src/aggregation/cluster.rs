@@ -93,7 +93,11 @@ pub struct Cluster {
 
 /// Clusters the successful responses; the result is sorted by descending
 /// count, then weight, then best member score, then smallest agent id.
-pub(crate) fn clusters(responses: &[Response], grouping: &Grouping, by_weight: bool) -> Vec<Cluster> {
+pub(crate) fn clusters(
+    responses: &[Response],
+    grouping: &Grouping,
+    by_weight: bool,
+) -> Vec<Cluster> {
     // 1. Exact groups, in first-seen order.
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -114,12 +118,15 @@ pub(crate) fn clusters(responses: &[Response], grouping: &Grouping, by_weight: b
     if !grouping.exact {
         for a in 0..groups.len() {
             for b in a + 1..groups.len() {
-                let (va, vb) = (responses[groups[a][0]].value(), responses[groups[b][0]].value());
-                if let (Some(va), Some(vb)) = (va, vb) {
-                    if grouping.similarity.similarity(va, vb) >= grouping.threshold {
-                        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-                        parent[ra.max(rb)] = ra.min(rb);
-                    }
+                let (va, vb) = (
+                    responses[groups[a][0]].value(),
+                    responses[groups[b][0]].value(),
+                );
+                if let (Some(va), Some(vb)) = (va, vb)
+                    && grouping.similarity.similarity(va, vb) >= grouping.threshold
+                {
+                    let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+                    parent[ra.max(rb)] = ra.min(rb);
                 }
             }
         }
@@ -132,7 +139,11 @@ pub(crate) fn clusters(responses: &[Response], grouping: &Grouping, by_weight: b
 
     // 3. One cluster per root, represented by its largest exact group.
     let successes = responses.iter().filter(|r| r.value().is_some()).count() as f64;
-    let total_weight: f64 = responses.iter().filter(|r| r.value().is_some()).map(Response::weight).sum();
+    let total_weight: f64 = responses
+        .iter()
+        .filter(|r| r.value().is_some())
+        .map(Response::weight)
+        .sum();
     let mut out: Vec<Cluster> = by_root
         .into_iter()
         .filter(|gs| !gs.is_empty())
@@ -144,14 +155,23 @@ pub(crate) fn clusters(responses: &[Response], grouping: &Grouping, by_weight: b
                     groups[a]
                         .len()
                         .cmp(&groups[b].len())
-                        .then_with(|| best_score(responses, &groups[a]).total_cmp(&best_score(responses, &groups[b])))
-                        .then_with(|| min_agent(responses, &groups[b]).cmp(&min_agent(responses, &groups[a])))
+                        .then_with(|| {
+                            best_score(responses, &groups[a])
+                                .total_cmp(&best_score(responses, &groups[b]))
+                        })
+                        .then_with(|| {
+                            min_agent(responses, &groups[b]).cmp(&min_agent(responses, &groups[a]))
+                        })
                 })
                 .unwrap_or(gs[0]);
             let speaker = best_member(responses, &groups[best_group]);
-            let mut members: Vec<usize> = gs.iter().flat_map(|&g| groups[g].iter().copied()).collect();
+            let mut members: Vec<usize> =
+                gs.iter().flat_map(|&g| groups[g].iter().copied()).collect();
             members.sort_unstable();
-            let mut agents: Vec<AgentId> = members.iter().map(|&i| responses[i].agent.clone()).collect();
+            let mut agents: Vec<AgentId> = members
+                .iter()
+                .map(|&i| responses[i].agent.clone())
+                .collect();
             agents.sort();
             let weight: f64 = members.iter().map(|&i| responses[i].weight()).sum();
             let support = if by_weight {
@@ -177,7 +197,9 @@ pub(crate) fn clusters(responses: &[Response], grouping: &Grouping, by_weight: b
         primary
             .then_with(|| b.members.len().cmp(&a.members.len()))
             .then_with(|| b.weight.total_cmp(&a.weight))
-            .then_with(|| best_score(responses, &b.members).total_cmp(&best_score(responses, &a.members)))
+            .then_with(|| {
+                best_score(responses, &b.members).total_cmp(&best_score(responses, &a.members))
+            })
             .then_with(|| a.agents.first().cmp(&b.agents.first()))
     });
     out
@@ -192,7 +214,10 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
 }
 
 fn best_score(responses: &[Response], members: &[usize]) -> f64 {
-    members.iter().map(|&i| responses[i].score).fold(f64::NEG_INFINITY, f64::max)
+    members
+        .iter()
+        .map(|&i| responses[i].score)
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 fn min_agent<'a>(responses: &'a [Response], members: &[usize]) -> Option<&'a AgentId> {

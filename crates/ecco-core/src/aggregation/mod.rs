@@ -179,10 +179,16 @@ impl Aggregator {
         let decided = match (&self.strategy, self.expected) {
             (Aggregation::FirstResponse, _) => self.responses.iter().any(|r| r.value().is_some()),
             (Aggregation::MajorityVote, Some(expected)) => self.majority_secured(expected, 0.0),
-            (Aggregation::ConsensusThreshold(t), Some(expected)) => self.majority_secured(expected, *t),
+            (Aggregation::ConsensusThreshold(t), Some(expected)) => {
+                self.majority_secured(expected, *t)
+            }
             _ => false,
         };
-        if decided { Progress::Decided } else { Progress::Continue }
+        if decided {
+            Progress::Decided
+        } else {
+            Progress::Continue
+        }
     }
 
     /// A cluster holding more than half of all expected responses stays the
@@ -202,7 +208,11 @@ impl Aggregator {
 }
 
 /// Aggregates a complete list of responses, in arrival order.
-pub fn aggregate(strategy: &Aggregation, grouping: &Grouping, responses: Vec<Response>) -> Consensus {
+pub fn aggregate(
+    strategy: &Aggregation,
+    grouping: &Grouping,
+    responses: Vec<Response>,
+) -> Consensus {
     let mut responses = responses;
     responses.truncate(limits::MAX_RESPONSES);
     decide(strategy, grouping, responses)
@@ -266,7 +276,13 @@ fn decide(strategy: &Aggregation, grouping: &Grouping, responses: Vec<Response>)
             .min_by(|(_, a), (_, b)| order(a, b))
             .map(|(i, _)| i);
         if let Some(i) = pick {
-            fill(&mut result, &clusters, clusters.iter().position(|c| c.members.binary_search(&i).is_ok()));
+            fill(
+                &mut result,
+                &clusters,
+                clusters
+                    .iter()
+                    .position(|c| c.members.binary_search(&i).is_ok()),
+            );
             result.answer = responses[i].value().cloned();
         }
         result.clusters = clusters;
@@ -284,7 +300,13 @@ fn decide(strategy: &Aggregation, grouping: &Grouping, responses: Vec<Response>)
         }
         Aggregation::Custom(rule) => match rule.decide(&responses, &clusters) {
             Some(answer) => {
-                fill(&mut result, &clusters, clusters.iter().position(|c| grouping.agree(&c.answer, &answer)));
+                fill(
+                    &mut result,
+                    &clusters,
+                    clusters
+                        .iter()
+                        .position(|c| grouping.agree(&c.answer, &answer)),
+                );
                 result.answer = Some(answer);
             }
             None => {
@@ -322,7 +344,11 @@ fn fill(result: &mut Consensus, clusters: &[Cluster], c: Option<usize>) {
 fn best_score_first(a: &Response, b: &Response) -> Ordering {
     b.score
         .total_cmp(&a.score)
-        .then_with(|| a.latency.unwrap_or(Duration::MAX).cmp(&b.latency.unwrap_or(Duration::MAX)))
+        .then_with(|| {
+            a.latency
+                .unwrap_or(Duration::MAX)
+                .cmp(&b.latency.unwrap_or(Duration::MAX))
+        })
         .then_with(|| a.agent.cmp(&b.agent))
 }
 

@@ -171,7 +171,9 @@ mod millis {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let ms = Option::<f64>::deserialize(d)?;
         Ok(ms.and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok()))
     }

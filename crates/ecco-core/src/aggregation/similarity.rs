@@ -20,7 +20,11 @@ pub struct Exact;
 
 impl Similarity for Exact {
     fn similarity(&self, a: &Value, b: &Value) -> f64 {
-        if normalize(a) == normalize(b) { 1.0 } else { 0.0 }
+        if normalize(a) == normalize(b) {
+            1.0
+        } else {
+            0.0
+        }
     }
 }
 
@@ -87,18 +91,26 @@ impl Similarity for Lexical {
     fn similarity(&self, a: &Value, b: &Value) -> f64 {
         let (a, b) = (self.words(a), self.words(b));
         if a.is_empty() || b.is_empty() {
-            return if a.is_empty() && b.is_empty() { 1.0 } else { 0.0 };
+            return if a.is_empty() && b.is_empty() {
+                1.0
+            } else {
+                0.0
+            };
         }
         match self.measure {
             Measure::Cosine => {
-                let dot: usize = a.iter().map(|(w, n)| n * b.get(w).copied().unwrap_or(0)).sum();
+                let dot: usize = a
+                    .iter()
+                    .map(|(w, n)| n * b.get(w).copied().unwrap_or(0))
+                    .sum();
                 let norm = |bag: &BTreeMap<String, usize>| {
                     bag.values().map(|&n| (n * n) as f64).sum::<f64>().sqrt()
                 };
                 dot as f64 / (norm(&a) * norm(&b))
             }
             Measure::Jaccard | Measure::Overlap => {
-                let (sa, sb): (BTreeSet<&String>, BTreeSet<&String>) = (a.keys().collect(), b.keys().collect());
+                let (sa, sb): (BTreeSet<&String>, BTreeSet<&String>) =
+                    (a.keys().collect(), b.keys().collect());
                 let shared = sa.intersection(&sb).count() as f64;
                 let denominator = match self.measure {
                     Measure::Jaccard => sa.union(&sb).count(),
@@ -117,10 +129,13 @@ impl Similarity for Lexical {
 pub fn normalize(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(normalize_text(s)),
-        Value::Number(n) => n.as_f64().map_or_else(|| value.clone(), crate::value::json_number),
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(|| value.clone(), crate::value::json_number),
         Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
         Value::Object(map) => {
-            let sorted: BTreeMap<&String, Value> = map.iter().map(|(k, v)| (k, normalize(v))).collect();
+            let sorted: BTreeMap<&String, Value> =
+                map.iter().map(|(k, v)| (k, normalize(v))).collect();
             let mut out = Map::new();
             for (k, v) in sorted {
                 out.insert(k.clone(), v);
@@ -132,7 +147,11 @@ pub fn normalize(value: &Value) -> Value {
 }
 
 fn normalize_text(s: &str) -> String {
-    let collapsed = s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let collapsed = s
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     collapsed
         .trim_end_matches(['.', '!', '?', ',', ';', ':'])
         .trim_end()
@@ -153,9 +172,15 @@ mod tests {
     #[test]
     fn normalization() {
         assert_eq!(normalize(&json!("  Paris.  ")), json!("paris"));
-        assert_eq!(normalize(&json!("The   Capital\nis Paris!")), json!("the capital is paris"));
+        assert_eq!(
+            normalize(&json!("The   Capital\nis Paris!")),
+            json!("the capital is paris")
+        );
         assert_eq!(normalize(&json!(1.0)), normalize(&json!(1)));
-        assert_eq!(exact_key(&json!({"b": 1, "a": "X"})), exact_key(&json!({"a": "x", "b": 1.0})));
+        assert_eq!(
+            exact_key(&json!({"b": 1, "a": "X"})),
+            exact_key(&json!({"a": "x", "b": 1.0}))
+        );
         assert_ne!(exact_key(&json!([1, 2])), exact_key(&json!([2, 1])));
     }
 
@@ -168,9 +193,15 @@ mod tests {
         assert!(cos.similarity(&paris, &sentence) >= 0.7);
         assert_eq!(cos.similarity(&paris, &london), 0.0);
         assert!((cos.similarity(&sentence, &sentence) - 1.0).abs() < 1e-12);
-        let jac = Lexical { measure: Measure::Jaccard, drop_stopwords: false };
+        let jac = Lexical {
+            measure: Measure::Jaccard,
+            drop_stopwords: false,
+        };
         assert!((jac.similarity(&paris, &sentence) - 0.25).abs() < 1e-12);
-        let ovl = Lexical { measure: Measure::Overlap, drop_stopwords: false };
+        let ovl = Lexical {
+            measure: Measure::Overlap,
+            drop_stopwords: false,
+        };
         assert_eq!(ovl.similarity(&paris, &sentence), 1.0);
         assert_eq!(Exact.similarity(&paris, &json!("paris.")), 1.0);
         assert_eq!(Exact.similarity(&paris, &sentence), 0.0);

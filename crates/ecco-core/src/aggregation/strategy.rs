@@ -108,7 +108,9 @@ impl FromStr for Aggregation {
         };
         let plain = |a: Self| match arg {
             None => Ok(a),
-            Some(_) => Err(ParseAggregationError(format!("`{name}` takes no parameter"))),
+            Some(_) => Err(ParseAggregationError(format!(
+                "`{name}` takes no parameter"
+            ))),
         };
         match name {
             "majority-vote" => plain(Self::MajorityVote),
@@ -120,7 +122,8 @@ impl FromStr for Aggregation {
             "consensus-threshold" => {
                 let arg = arg.ok_or_else(|| {
                     ParseAggregationError(
-                        "`consensus-threshold` needs a threshold, as in `consensus-threshold:0.66`".to_owned(),
+                        "`consensus-threshold` needs a threshold, as in `consensus-threshold:0.66`"
+                            .to_owned(),
                     )
                 })?;
                 match arg.parse::<f64>() {

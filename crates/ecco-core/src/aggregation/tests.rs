@@ -14,7 +14,10 @@ fn ok(agent: &str, value: Value) -> Response {
 }
 
 fn failed(agent: &str) -> Response {
-    Response::failed(id(agent), Failure::new(FailureKind::Timeout, "no answer in 5s"))
+    Response::failed(
+        id(agent),
+        Failure::new(FailureKind::Timeout, "no answer in 5s"),
+    )
 }
 
 fn run(strategy: &str, responses: Vec<Response>) -> Consensus {
@@ -60,12 +63,20 @@ fn lexical_grouping_lets_paraphrases_vote_together() {
         ok("e", json!("It is London, I believe")),
         ok("f", json!("London")),
     ];
-    let exact = aggregate(&Aggregation::MajorityVote, &Grouping::exact(), responses.clone());
+    let exact = aggregate(
+        &Aggregation::MajorityVote,
+        &Grouping::exact(),
+        responses.clone(),
+    );
     // Exact: {Paris, paris.} and {London, London} tie at 2; the tie goes to the smaller agent id.
     assert_eq!(exact.agreement, 2);
     assert_eq!(exact.agreeing, agents(&["a", "b"]));
 
-    let lexical = aggregate(&Aggregation::MajorityVote, &Grouping::lexical(0.5).unwrap(), responses);
+    let lexical = aggregate(
+        &Aggregation::MajorityVote,
+        &Grouping::lexical(0.5).unwrap(),
+        responses,
+    );
     assert_eq!(lexical.clusters.len(), 2);
     assert_eq!(lexical.agreement, 3);
     assert_eq!(lexical.agreeing, agents(&["a", "b", "c"]));
@@ -85,9 +96,15 @@ fn weighted_vote_follows_weight_not_headcount() {
         flaky.record_failure();
     }
     let responses = vec![
-        ok("a", json!("yes")).with_score(0.2).with_performance(flaky),
-        ok("b", json!("yes")).with_score(0.2).with_performance(flaky),
-        ok("c", json!("no")).with_score(0.9).with_performance(reliable),
+        ok("a", json!("yes"))
+            .with_score(0.2)
+            .with_performance(flaky),
+        ok("b", json!("yes"))
+            .with_score(0.2)
+            .with_performance(flaky),
+        ok("c", json!("no"))
+            .with_score(0.9)
+            .with_performance(reliable),
     ];
     let majority = run("majority-vote", responses.clone());
     assert_eq!(majority.answer, Some(json!("yes")));
@@ -102,9 +119,15 @@ fn best_score_picks_the_best_match_and_breaks_ties_by_latency() {
     let c = run(
         "best-score",
         vec![
-            ok("a", json!("x")).with_score(0.7).with_latency(Duration::from_millis(30)),
-            ok("b", json!("y")).with_score(0.9).with_latency(Duration::from_millis(90)),
-            ok("c", json!("z")).with_score(0.9).with_latency(Duration::from_millis(10)),
+            ok("a", json!("x"))
+                .with_score(0.7)
+                .with_latency(Duration::from_millis(30)),
+            ok("b", json!("y"))
+                .with_score(0.9)
+                .with_latency(Duration::from_millis(90)),
+            ok("c", json!("z"))
+                .with_score(0.9)
+                .with_latency(Duration::from_millis(10)),
             ok("d", json!("z")).with_score(0.1),
         ],
     );
@@ -117,7 +140,12 @@ fn best_score_picks_the_best_match_and_breaks_ties_by_latency() {
 fn ensemble_keeps_every_answer_attributed_and_grouped() {
     let c = run(
         "ensemble",
-        vec![ok("a", json!("x")), ok("b", json!("y")), ok("c", json!("X")), failed("d")],
+        vec![
+            ok("a", json!("x")),
+            ok("b", json!("y")),
+            ok("c", json!("X")),
+            failed("d"),
+        ],
     );
     let answer = c.answer.unwrap();
     let parts = answer.as_array().unwrap();
@@ -131,7 +159,14 @@ fn ensemble_keeps_every_answer_attributed_and_grouped() {
 
 #[test]
 fn consensus_threshold_edges() {
-    let three_of_four = || vec![ok("a", json!(1)), ok("b", json!(1.0)), ok("c", json!(1)), ok("d", json!(2))];
+    let three_of_four = || {
+        vec![
+            ok("a", json!(1)),
+            ok("b", json!(1.0)),
+            ok("c", json!(1)),
+            ok("d", json!(2)),
+        ]
+    };
     let at = run("consensus-threshold:0.75", three_of_four());
     assert_eq!(at.verdict, Verdict::Decided);
     assert_eq!(at.answer, Some(json!(1)));
@@ -147,10 +182,16 @@ fn consensus_threshold_edges() {
     assert_eq!(above.answer, None);
     assert_eq!(above.confidence, 0.75);
     // No consensus still carries every answer.
-    assert_eq!(above.clusters.iter().map(|c| c.agents.len()).sum::<usize>(), 4);
+    assert_eq!(
+        above.clusters.iter().map(|c| c.agents.len()).sum::<usize>(),
+        4
+    );
 
     // Failures do not count against agreement.
-    let with_failures = run("consensus-threshold:1", vec![ok("a", json!("x")), failed("b"), failed("c")]);
+    let with_failures = run(
+        "consensus-threshold:1",
+        vec![ok("a", json!("x")), failed("b"), failed("c")],
+    );
     assert_eq!(with_failures.verdict, Verdict::Decided);
 }
 
@@ -158,7 +199,10 @@ fn consensus_threshold_edges() {
 fn first_response_takes_the_first_success_and_says_so_at_once() {
     let mut agg = Aggregator::new(Aggregation::FirstResponse).expect(3);
     assert_eq!(agg.push(failed("a")), Progress::Continue);
-    assert_eq!(agg.push(ok("b", json!("late but first"))), Progress::Decided);
+    assert_eq!(
+        agg.push(ok("b", json!("late but first"))),
+        Progress::Decided
+    );
     let c = agg.finish();
     assert_eq!(c.answer, Some(json!("late but first")));
     assert_eq!(c.failures.len(), 1);
@@ -184,14 +228,22 @@ fn longest_prefers_length_then_score() {
 #[test]
 fn custom_rules_decide_and_agreement_is_measured() {
     let median = Aggregation::custom(|responses: &[Response], _: &[Cluster]| {
-        let mut xs: Vec<f64> = responses.iter().filter_map(|r| r.value()?.as_f64()).collect();
+        let mut xs: Vec<f64> = responses
+            .iter()
+            .filter_map(|r| r.value()?.as_f64())
+            .collect();
         xs.sort_by(f64::total_cmp);
         xs.get(xs.len() / 2).map(|&x| json!(x))
     });
     let c = aggregate(
         &median,
         &Grouping::exact(),
-        vec![ok("a", json!(3)), ok("b", json!(10)), ok("c", json!(4)), ok("d", json!(4))],
+        vec![
+            ok("a", json!(3)),
+            ok("b", json!(10)),
+            ok("c", json!(4)),
+            ok("d", json!(4)),
+        ],
     );
     assert_eq!(c.strategy, "custom");
     assert_eq!(c.answer, Some(json!(4.0)));
@@ -204,7 +256,15 @@ fn custom_rules_decide_and_agreement_is_measured() {
 
 #[test]
 fn all_failed_and_no_responses() {
-    for strategy in ["majority-vote", "weighted-vote", "best-score", "ensemble", "consensus-threshold:0.5", "first-response", "longest"] {
+    for strategy in [
+        "majority-vote",
+        "weighted-vote",
+        "best-score",
+        "ensemble",
+        "consensus-threshold:0.5",
+        "first-response",
+        "longest",
+    ] {
         let c = run(strategy, vec![failed("a"), failed("b")]);
         assert_eq!(c.verdict, Verdict::AllFailed, "{strategy}");
         assert_eq!(c.answer, None);

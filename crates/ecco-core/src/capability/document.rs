@@ -120,7 +120,9 @@ mod tests {
     use super::*;
 
     fn cap(name: &str) -> Capability {
-        Capability::builder("llm/chat", name, "1.0.0").build().unwrap()
+        Capability::builder("llm/chat", name, "1.0.0")
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -133,16 +135,19 @@ mod tests {
 
     #[test]
     fn refuses_other_schemas_duplicates_and_oversize() {
-        let e = CapabilityDocument::from_json_slice(br#"{"schema":2,"capabilities":[]}"#)
-            .unwrap_err();
-        assert!(e.to_string().contains("schema version 2 is not supported"), "{e}");
+        let e =
+            CapabilityDocument::from_json_slice(br#"{"schema":2,"capabilities":[]}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("schema version 2 is not supported"),
+            "{e}"
+        );
 
         let e = CapabilityDocument::new(vec![cap("a"), cap("a")]).unwrap_err();
         assert_eq!(e.field, "capabilities[1]");
         assert_eq!(e.problem, Invalid::Duplicate);
 
-        let e = CapabilityDocument::new((0..65).map(|i| cap(&format!("c{i}"))).collect())
-            .unwrap_err();
+        let e =
+            CapabilityDocument::new((0..65).map(|i| cap(&format!("c{i}"))).collect()).unwrap_err();
         assert!(matches!(e.problem, Invalid::TooMany { count: 65, .. }));
 
         let big = vec![b' '; limits::MAX_DOCUMENT_BYTES + 1];

@@ -67,7 +67,8 @@ fn check_path(field: &str, value: &str) -> Result<(), ValidationError> {
 
 impl fmt::Display for CapabilityType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, unlike `write_str`, honours width and alignment (`{:<8}`).
+        f.pad(&self.0)
     }
 }
 
@@ -189,7 +190,13 @@ mod tests {
 
     #[test]
     fn valid_types() {
-        for s in ["llm/chat", "tool/translate", "embedding/text", "a", "x-1/y_2/z.3"] {
+        for s in [
+            "llm/chat",
+            "tool/translate",
+            "embedding/text",
+            "a",
+            "x-1/y_2/z.3",
+        ] {
             assert!(CapabilityType::new(s).is_ok(), "{s}");
         }
     }
@@ -202,7 +209,14 @@ mod tests {
         assert_eq!(e.problem, Invalid::EmptySegment);
         let e = CapabilityType::new("llm/Chat").unwrap_err();
         assert!(
-            matches!(e.problem, Invalid::BadChar { found: 'C', at: 4, .. }),
+            matches!(
+                e.problem,
+                Invalid::BadChar {
+                    found: 'C',
+                    at: 4,
+                    ..
+                }
+            ),
             "{e}"
         );
         assert_eq!(

@@ -232,7 +232,11 @@ impl Builder {
             features.insert(feature);
         }
 
-        validate::count("constraints", self.constraints.len(), limits::MAX_CONSTRAINTS)?;
+        validate::count(
+            "constraints",
+            self.constraints.len(),
+            limits::MAX_CONSTRAINTS,
+        )?;
         let mut constraints = BTreeMap::new();
         for (key, value) in self.constraints {
             let field = Key("constraints", &key);
@@ -348,11 +352,18 @@ mod tests {
     fn deserializing_validates() {
         let bad = json!({"type": "llm/chat", "name": "x", "version": "1.0"});
         let e = serde_json::from_value::<Capability>(bad).unwrap_err();
-        assert!(e.to_string().contains("version: \"1.0\" is not valid semver"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("version: \"1.0\" is not valid semver"),
+            "{e}"
+        );
 
         let bad = json!({"type": "llm/chat", "name": "x", "version": "1.0.0", "features": ["Fr"]});
         let e = serde_json::from_value::<Capability>(bad).unwrap_err();
-        assert!(e.to_string().contains("features[\"Fr\"]: contains 'F'"), "{e}");
+        assert!(
+            e.to_string().contains("features[\"Fr\"]: contains 'F'"),
+            "{e}"
+        );
 
         let bad = json!({"type": "llm/chat", "name": "x", "version": "1.0.0", "surprise": 1});
         assert!(serde_json::from_value::<Capability>(bad).is_err());

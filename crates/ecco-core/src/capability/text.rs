@@ -159,7 +159,10 @@ fn insert_path(
         };
     }
     if map.insert((*last).to_owned(), scalar_json(value)).is_some() {
-        return Err(ParseError::syntax(at, format!("`meta.{path}` is set twice")));
+        return Err(ParseError::syntax(
+            at,
+            format!("`meta.{path}` is set twice"),
+        ));
     }
     Ok(())
 }
@@ -203,7 +206,11 @@ impl fmt::Display for Capability {
     }
 }
 
-fn write_metadata(f: &mut fmt::Formatter<'_>, prefix: &str, map: &Map<String, Value>) -> fmt::Result {
+fn write_metadata(
+    f: &mut fmt::Formatter<'_>,
+    prefix: &str,
+    map: &Map<String, Value>,
+) -> fmt::Result {
     for (key, value) in map {
         let path = format!("{prefix}.{key}");
         match value {
@@ -238,8 +245,14 @@ mod tests {
             c.constraint("language"),
             Some(&ConstraintValue::List(vec!["en".into(), "fr".into()]))
         );
-        assert_eq!(c.constraint("streaming"), Some(&ConstraintValue::Bool(true)));
-        assert_eq!(c.metadata_at(["model", "family"]), Some(&json!("small one")));
+        assert_eq!(
+            c.constraint("streaming"),
+            Some(&ConstraintValue::Bool(true))
+        );
+        assert_eq!(
+            c.metadata_at(["model", "family"]),
+            Some(&json!("small one"))
+        );
     }
 
     #[test]
@@ -260,11 +273,15 @@ mod tests {
         );
         let e = "llm/chat a@1.0.0 price".parse::<Capability>().unwrap_err();
         assert!(e.to_string().contains("expected `=` and a value"), "{e}");
-        let e = "llm/chat a@1.0.0 price<3".parse::<Capability>().unwrap_err();
+        let e = "llm/chat a@1.0.0 price<3"
+            .parse::<Capability>()
+            .unwrap_err();
         assert!(matches!(e, ParseError::Syntax { at: 22, .. }), "{e}");
         let e = "llm/chat a@1.x".parse::<Capability>().unwrap_err();
         assert!(matches!(e, ParseError::Invalid(_)), "{e}");
-        let e = "llm/chat a@1.0.0 meta.a=1 meta.a.b=2".parse::<Capability>().unwrap_err();
+        let e = "llm/chat a@1.0.0 meta.a=1 meta.a.b=2"
+            .parse::<Capability>()
+            .unwrap_err();
         assert!(e.to_string().contains("already holds a value"), "{e}");
     }
 }

@@ -87,22 +87,39 @@ pub enum Exclusion {
 impl fmt::Display for Exclusion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Type { pattern, actual } => write!(f, "type `{actual}` does not match `{pattern}`"),
+            Self::Type { pattern, actual } => {
+                write!(f, "type `{actual}` does not match `{pattern}`")
+            }
             Self::MissingFeature { feature } => write!(f, "lacks the required feature `{feature}`"),
             Self::MissingConstraint { constraint } => {
-                write!(f, "`{constraint}`: the capability does not state this constraint")
+                write!(
+                    f,
+                    "`{constraint}`: the capability does not state this constraint"
+                )
             }
             Self::ConstraintFailed { constraint, actual } => {
                 write!(f, "`{constraint}` fails: the capability has {actual}")
             }
             Self::ConstraintType { constraint, actual } => {
-                write!(f, "`{constraint}` cannot compare the capability's value, which is {actual}")
+                write!(
+                    f,
+                    "`{constraint}` cannot compare the capability's value, which is {actual}"
+                )
             }
-            Self::Version { requirement, actual } => {
+            Self::Version {
+                requirement,
+                actual,
+            } => {
                 write!(f, "version {actual} does not satisfy `{requirement}`")
             }
-            Self::Metadata { filter, actual: Some(v) } => write!(f, "`{filter}` fails: metadata has {v}"),
-            Self::Metadata { filter, actual: None } => write!(f, "`{filter}` fails: the metadata has no such path"),
+            Self::Metadata {
+                filter,
+                actual: Some(v),
+            } => write!(f, "`{filter}` fails: metadata has {v}"),
+            Self::Metadata {
+                filter,
+                actual: None,
+            } => write!(f, "`{filter}` fails: the metadata has no such path"),
         }
     }
 }
@@ -141,7 +158,9 @@ impl fmt::Display for Explanation {
                     )?;
                 }
                 if b.features.is_none() && b.constraints.is_none() && b.metadata.is_none() {
-                    f.write_str("\n  - the query asks for nothing to score, so every survivor scores 1")?;
+                    f.write_str(
+                        "\n  - the query asks for nothing to score, so every survivor scores 1",
+                    )?;
                 }
                 Ok(())
             }

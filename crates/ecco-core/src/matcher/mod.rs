@@ -28,9 +28,11 @@
 //! give the same ranking.
 
 mod explain;
+mod index;
 mod score;
 
 pub use explain::{Exclusion, Explanation, Verdict};
+pub use index::Index;
 pub use score::{Breakdown, Weights};
 
 use std::cmp::Ordering;
@@ -78,7 +80,8 @@ impl Matcher {
 
     /// The score of a capability, or `None` when a filter excludes it.
     pub fn score(&self, query: &Query, capability: &Capability) -> Option<f64> {
-        score::passes(query, capability).then(|| self.weights.combine(&score::components(query, capability)))
+        score::passes(query, capability)
+            .then(|| self.weights.combine(&score::components(query, capability)))
     }
 
     /// Every offer that passes the filters, best first.
@@ -86,16 +89,10 @@ impl Matcher {
     where
         I: IntoIterator<Item = &'a Offer>,
     {
-        let mut matches: Vec<Match<'a>> = offers
-            .into_iter()
-            .filter_map(|offer| {
-                self.score(query, &offer.capability)
-                    .map(|score| Match { offer, score })
-            })
-            .collect();
-        // Stable, so offers equal in score and identity keep their input order.
-        matches.sort_by(Match::cmp_rank);
-        matches
+        order_all(offers.into_iter().filter_map(|offer| {
+            self.score(query, &offer.capability)
+                .map(|score| Match { offer, score })
+        }))
     }
 
     /// The best `k` offers, best first: the same as the first `k` of
@@ -104,25 +101,24 @@ impl Matcher {
     where
         I: IntoIterator<Item = &'a Offer>,
     {
-        let mut matches: Vec<(usize, Match<'a>)> = offers
-            .into_iter()
-            .filter_map(|offer| {
+        order_top(
+            offers.into_iter().filter_map(|offer| {
                 self.score(query, &offer.capability)
                     .map(|score| Match { offer, score })
-            })
-            .enumerate()
-            .collect();
-        // The input position completes the order so that the partial sort agrees with `rank`.
-        let order = |a: &(usize, Match<'a>), b: &(usize, Match<'a>)| a.1.cmp_rank(&b.1).then(a.0.cmp(&b.0));
-        if k == 0 {
-            return Vec::new();
-        }
-        if matches.len() > k {
-            matches.select_nth_unstable_by(k - 1, order);
-            matches.truncate(k);
-        }
-        matches.sort_unstable_by(order);
-        matches.into_iter().map(|(_, m)| m).collect()
+            }),
+            k,
+        )
+    }
+
+    /// [`rank`](Self::rank) over an [`Index`]: the same result, much faster
+    /// on large sets.
+    pub fn rank_in<'a>(&self, index: &'a Index, query: &Query) -> Vec<Match<'a>> {
+        order_all(index.scored(query, &self.weights).into_iter())
+    }
+
+    /// [`rank_top`](Self::rank_top) over an [`Index`].
+    pub fn rank_top_in<'a>(&self, index: &'a Index, query: &Query, k: usize) -> Vec<Match<'a>> {
+        order_top(index.scored(query, &self.weights).into_iter(), k)
     }
 
     /// Why an offer was excluded, or how its score was made.
@@ -137,7 +133,10 @@ impl Matcher {
     {
         let offers: Vec<&Offer> = offers.into_iter().collect();
         let ranked = self.rank(query, offers.iter().copied());
-        let mut out: Vec<Explanation> = ranked.iter().map(|m| self.explain(query, m.offer)).collect();
+        let mut out: Vec<Explanation> = ranked
+            .iter()
+            .map(|m| self.explain(query, m.offer))
+            .collect();
         out.extend(
             offers
                 .iter()
@@ -146,6 +145,31 @@ impl Matcher {
         );
         out
     }
+}
+
+/// Sorts survivors into the ranking order. Stable, so offers equal in score
+/// and identity keep their input order.
+fn order_all<'a>(matches: impl Iterator<Item = Match<'a>>) -> Vec<Match<'a>> {
+    let mut matches: Vec<Match<'a>> = matches.collect();
+    matches.sort_by(Match::cmp_rank);
+    matches
+}
+
+/// The first `k` of [`order_all`], found without sorting the rest.
+fn order_top<'a>(matches: impl Iterator<Item = Match<'a>>, k: usize) -> Vec<Match<'a>> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut matches: Vec<(usize, Match<'a>)> = matches.enumerate().collect();
+    // The input position completes the order so that the partial sort agrees with `order_all`.
+    let order =
+        |a: &(usize, Match<'a>), b: &(usize, Match<'a>)| a.1.cmp_rank(&b.1).then(a.0.cmp(&b.0));
+    if matches.len() > k {
+        matches.select_nth_unstable_by(k - 1, order);
+        matches.truncate(k);
+    }
+    matches.sort_unstable_by(order);
+    matches.into_iter().map(|(_, m)| m).collect()
 }
 
 #[cfg(test)]

@@ -31,7 +31,11 @@ impl Default for Weights {
 impl Weights {
     /// Checks and returns custom weights.
     pub fn new(features: f64, constraints: f64, metadata: f64) -> Result<Self, ValidationError> {
-        for (field, w) in [("features", features), ("constraints", constraints), ("metadata", metadata)] {
+        for (field, w) in [
+            ("features", features),
+            ("constraints", constraints),
+            ("metadata", metadata),
+        ] {
             if !w.is_finite() || w < 0.0 {
                 return Err(ValidationError::new(
                     format!("weights.{field}"),
@@ -72,7 +76,11 @@ impl Weights {
                 den += weight;
             }
         }
-        if den > 0.0 { (num / den).clamp(0.0, 1.0) } else { 1.0 }
+        if den > 0.0 {
+            (num / den).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
     }
 }
 
@@ -140,14 +148,30 @@ pub(crate) fn components(q: &Query, cap: &Capability) -> Components {
 
     let mut sum = 0.0;
     let mut n = 0usize;
-    for c in q.constraints().iter().filter(|c| c.predicate.op.is_ordering()) {
-        if let Some(m) = cap.constraint(&c.key).and_then(|v| c.predicate.margin(v.view())) {
+    for c in q
+        .constraints()
+        .iter()
+        .filter(|c| c.predicate.op.is_ordering())
+    {
+        if let Some(m) = cap
+            .constraint(&c.key)
+            .and_then(|v| c.predicate.margin(v.view()))
+        {
             sum += m;
         }
         n += 1;
     }
     let constraints = (n > 0).then(|| sum / n as f64);
 
+    Components {
+        features,
+        constraints,
+        ..metadata_component(q, cap)
+    }
+}
+
+/// Only the metadata component (the others `None`).
+pub(crate) fn metadata_component(q: &Query, cap: &Capability) -> Components {
     let mut agreed = 0usize;
     let mut soft = 0usize;
     for m in q.metadata().iter().filter(|m| !m.required) {
@@ -156,12 +180,10 @@ pub(crate) fn components(q: &Query, cap: &Capability) -> Components {
             agreed += 1;
         }
     }
-    let metadata = (soft > 0).then(|| agreed as f64 / soft as f64);
-
     Components {
-        features,
-        constraints,
-        metadata,
+        features: None,
+        constraints: None,
+        metadata: (soft > 0).then(|| agreed as f64 / soft as f64),
     }
 }
 

@@ -11,9 +11,18 @@ fn q(text: &str) -> Query {
 
 fn fleet() -> Vec<Offer> {
     vec![
-        offer("cheap", "llm/chat small@1.2.0 +summarize price=0.002 latency_ms=800 language=[en] region=eu meta.vendor=acme"),
-        offer("dear", "llm/chat large@2.0.0 +summarize +french price=0.009 latency_ms=300 language=[en, fr] region=eu meta.vendor=other"),
-        offer("pricey", "llm/chat huge@2.1.0 +summarize +french price=0.05 language=[en, fr] region=us"),
+        offer(
+            "cheap",
+            "llm/chat small@1.2.0 +summarize price=0.002 latency_ms=800 language=[en] region=eu meta.vendor=acme",
+        ),
+        offer(
+            "dear",
+            "llm/chat large@2.0.0 +summarize +french price=0.009 latency_ms=300 language=[en, fr] region=eu meta.vendor=other",
+        ),
+        offer(
+            "pricey",
+            "llm/chat huge@2.1.0 +summarize +french price=0.05 language=[en, fr] region=us",
+        ),
         offer("translator", "tool/translate tr@1.0.0 +french price=0.001"),
         offer("no-price", "llm/chat mystery@1.0.0 +summarize"),
     ]
@@ -27,12 +36,27 @@ fn ids<'a>(ranked: &[Match<'a>]) -> Vec<&'a str> {
 fn hard_filters_exclude() {
     let offers = fleet();
     let m = Matcher::default();
-    assert_eq!(ids(&m.rank(&q("llm/* +summarize price<=0.01"), &offers)), ["cheap", "dear"]);
-    assert_eq!(ids(&m.rank(&q("llm/chat +french"), &offers)), ["dear", "pricey"]);
-    assert_eq!(ids(&m.rank(&q("* language in [fr]"), &offers)), ["dear", "pricey"]);
+    assert_eq!(
+        ids(&m.rank(&q("llm/* +summarize price<=0.01"), &offers)),
+        ["cheap", "dear"]
+    );
+    assert_eq!(
+        ids(&m.rank(&q("llm/chat +french"), &offers)),
+        ["dear", "pricey"]
+    );
+    assert_eq!(
+        ids(&m.rank(&q("* language in [fr]"), &offers)),
+        ["dear", "pricey"]
+    );
     assert_eq!(ids(&m.rank(&q("llm/* region == us"), &offers)), ["pricey"]);
-    assert_eq!(ids(&m.rank(&q("llm/* version ^2"), &offers)), ["dear", "pricey"]);
-    assert_eq!(ids(&m.rank(&q("llm/* +meta.vendor == acme"), &offers)), ["cheap"]);
+    assert_eq!(
+        ids(&m.rank(&q("llm/* version ^2"), &offers)),
+        ["dear", "pricey"]
+    );
+    assert_eq!(
+        ids(&m.rank(&q("llm/* +meta.vendor == acme"), &offers)),
+        ["cheap"]
+    );
     assert!(m.rank(&q("embedding/*"), &offers).is_empty());
 }
 
@@ -113,18 +137,31 @@ fn explain_lists_every_reason() {
         ]
     );
     let e = m.explain(&query, &offers[3]);
-    let Verdict::Excluded { reasons } = &e.verdict else { panic!() };
+    let Verdict::Excluded { reasons } = &e.verdict else {
+        panic!()
+    };
     assert!(matches!(&reasons[0], Exclusion::Type { actual, .. } if actual == "tool/translate"));
     let e = m.explain(&query, &offers[4]);
-    let Verdict::Excluded { reasons } = &e.verdict else { panic!() };
+    let Verdict::Excluded { reasons } = &e.verdict else {
+        panic!()
+    };
     assert!(reasons.contains(&Exclusion::MissingConstraint {
         constraint: "price <= 0.01".into()
     }));
-    assert!(reasons.iter().any(|r| matches!(r, Exclusion::Version { actual, .. } if actual == "1.0.0")));
+    assert!(
+        reasons
+            .iter()
+            .any(|r| matches!(r, Exclusion::Version { actual, .. } if actual == "1.0.0"))
+    );
 
     let e = m.explain(&q("* region < 3"), &offers[0]);
-    let Verdict::Excluded { reasons } = &e.verdict else { panic!() };
-    assert_eq!(reasons[0].to_string(), "`region < 3` cannot compare the capability's value, which is a string");
+    let Verdict::Excluded { reasons } = &e.verdict else {
+        panic!()
+    };
+    assert_eq!(
+        reasons[0].to_string(),
+        "`region < 3` cannot compare the capability's value, which is a string"
+    );
 }
 
 #[test]
@@ -133,7 +170,9 @@ fn explain_shows_how_a_score_was_made() {
     let m = Matcher::default();
     let query = q("llm/* ~french ~fast price<=0.01 meta.vendor==acme");
     let e = m.explain(&query, &offers[1]);
-    let Verdict::Scored(b) = &e.verdict else { panic!("{e}") };
+    let Verdict::Scored(b) = &e.verdict else {
+        panic!("{e}")
+    };
     assert_eq!(b.preferred_present, ["french"]);
     assert_eq!(b.preferred_missing, ["fast"]);
     assert_eq!(b.features, Some(0.5));
@@ -142,11 +181,20 @@ fn explain_shows_how_a_score_was_made() {
     assert_eq!(b.metadata_disagreed, ["meta.vendor == acme"]);
     assert_eq!(Some(b.score), m.score(&query, &offers[1].capability));
     let text = e.to_string();
-    assert!(text.starts_with("dear llm/chat large@2.0.0: score "), "{text}");
-    assert!(text.contains("has [\"french\"], lacks [\"fast\"]"), "{text}");
+    assert!(
+        text.starts_with("dear llm/chat large@2.0.0: score "),
+        "{text}"
+    );
+    assert!(
+        text.contains("has [\"french\"], lacks [\"fast\"]"),
+        "{text}"
+    );
 
     let all = m.explain_all(&query, &offers);
     assert_eq!(all.len(), offers.len());
     assert!(matches!(all[0].verdict, Verdict::Scored(_)));
-    assert!(matches!(all.last().unwrap().verdict, Verdict::Excluded { .. }));
+    assert!(matches!(
+        all.last().unwrap().verdict,
+        Verdict::Excluded { .. }
+    ));
 }

@@ -14,12 +14,35 @@
 //! assert_eq!(q.to_string().parse::<Query>()?, q);
 //! # Ok::<(), ecco_core::ParseError>(())
 //! ```
+//!
+//! The same query with the builder:
+//!
+//! ```
+//! use ecco_core::Query;
+//! use ecco_core::query::Op;
+//!
+//! let built = Query::builder("llm/*")
+//!     .require("summarize")
+//!     .prefer("french")
+//!     .constraint("price", Op::Le, 0.01)
+//!     .constraint("context_window", Op::Ge, 32000)
+//!     .one_of("language", ["en", "fr"])
+//!     .constraint("region", Op::Eq, "eu")
+//!     .version(">=1.2")
+//!     .prefer_meta("vendor", Op::Eq, "acme")
+//!     .build()?;
+//! let parsed: Query = "llm/* +summarize ~french price<=0.01 context_window>=32000 \
+//!                      language in [en, fr] region==eu version>=1.2 meta.vendor==acme"
+//!     .parse()?;
+//! assert_eq!(built, parsed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod predicate;
 mod text;
 
-pub use predicate::{Constraint, MetadataFilter, Op, Operand, Predicate};
 pub(crate) use predicate::Eval;
+pub use predicate::{Constraint, MetadataFilter, Op, Operand, Predicate};
 
 use std::collections::BTreeSet;
 
@@ -128,10 +151,17 @@ impl Query {
         for f in &self.preferred {
             validate::name(Key("preferred", f), f)?;
             if self.required.contains(f) {
-                return Err(ValidationError::new(Key("preferred", f).to_string(), Invalid::Duplicate));
+                return Err(ValidationError::new(
+                    Key("preferred", f).to_string(),
+                    Invalid::Duplicate,
+                ));
             }
         }
-        validate::count("constraints", self.constraints.len(), limits::MAX_CONSTRAINTS)?;
+        validate::count(
+            "constraints",
+            self.constraints.len(),
+            limits::MAX_CONSTRAINTS,
+        )?;
         for (i, c) in self.constraints.iter().enumerate() {
             c.validate(&Index("constraints", i).to_string())?;
         }
@@ -139,7 +169,11 @@ impl Query {
             let text = req.to_string();
             validate::text("version", &text, limits::MAX_VERSION_LEN, false)?;
         }
-        validate::count("metadata", self.metadata.len(), limits::MAX_METADATA_FILTERS)?;
+        validate::count(
+            "metadata",
+            self.metadata.len(),
+            limits::MAX_METADATA_FILTERS,
+        )?;
         for (i, m) in self.metadata.iter().enumerate() {
             m.validate(&Index("metadata", i).to_string())?;
         }
@@ -222,7 +256,13 @@ impl Builder {
         self.meta(path, op, value, true)
     }
 
-    fn meta(mut self, path: impl Into<String>, op: Op, value: impl Into<Scalar>, required: bool) -> Self {
+    fn meta(
+        mut self,
+        path: impl Into<String>,
+        op: Op,
+        value: impl Into<Scalar>,
+        required: bool,
+    ) -> Self {
         self.metadata.push(MetadataFilter {
             path: path.into(),
             predicate: Predicate {
@@ -240,14 +280,20 @@ impl Builder {
         let mut required = BTreeSet::new();
         for f in self.required {
             if required.contains(&f) {
-                return Err(ValidationError::new(Key("required", &f).to_string(), Invalid::Duplicate));
+                return Err(ValidationError::new(
+                    Key("required", &f).to_string(),
+                    Invalid::Duplicate,
+                ));
             }
             required.insert(f);
         }
         let mut preferred = BTreeSet::new();
         for f in self.preferred {
             if preferred.contains(&f) {
-                return Err(ValidationError::new(Key("preferred", &f).to_string(), Invalid::Duplicate));
+                return Err(ValidationError::new(
+                    Key("preferred", &f).to_string(),
+                    Invalid::Duplicate,
+                ));
             }
             preferred.insert(f);
         }
@@ -298,20 +344,35 @@ mod tests {
 
         let e = Query::builder("llm/*").version("one").build().unwrap_err();
         assert!(matches!(e.problem, Invalid::Semver { .. }));
-        let e = Query::builder("llm/*").constraint("price", Op::Le, "x").build().unwrap_err();
+        let e = Query::builder("llm/*")
+            .constraint("price", Op::Le, "x")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field, "constraints[0][\"price\"]");
-        assert!(matches!(e.problem, Invalid::OperatorMismatch { op: "<=", .. }));
-        let e = Query::builder("llm/*").require("a").prefer("a").build().unwrap_err();
+        assert!(matches!(
+            e.problem,
+            Invalid::OperatorMismatch { op: "<=", .. }
+        ));
+        let e = Query::builder("llm/*")
+            .require("a")
+            .prefer("a")
+            .build()
+            .unwrap_err();
         assert_eq!(e.problem, Invalid::Duplicate);
         let e = Query::builder("").build().unwrap_err();
         assert_eq!(e.problem, Invalid::Empty);
-        let e = Query::builder("x").constraint("p", Op::Gt, f64::INFINITY).build().unwrap_err();
+        let e = Query::builder("x")
+            .constraint("p", Op::Gt, f64::INFINITY)
+            .build()
+            .unwrap_err();
         assert_eq!(e.problem, Invalid::NotFinite);
     }
 
     #[test]
     fn json_round_trip_validates() {
-        let q: Query = "llm/chat +a ~b price<=0.01 language in [en] version ^1 +meta.x==1".parse().unwrap();
+        let q: Query = "llm/chat +a ~b price<=0.01 language in [en] version ^1 +meta.x==1"
+            .parse()
+            .unwrap();
         let json = serde_json::to_string(&q).unwrap();
         assert_eq!(serde_json::from_str::<Query>(&json).unwrap(), q);
         let bad = r#"{"type":"llm/chat","constraints":[{"key":"price","op":"<=","value":"x"}]}"#;

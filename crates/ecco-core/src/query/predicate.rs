@@ -164,7 +164,9 @@ impl Predicate {
         let holds = |b: bool| if b { Eval::Holds } else { Eval::Fails };
         match (&self.value, value) {
             (_, ValueView::Other) => Eval::Mismatch,
-            (Operand::One(Scalar::Number(bound)), ValueView::Number(x)) if self.op.is_ordering() => {
+            (Operand::One(Scalar::Number(bound)), ValueView::Number(x))
+                if self.op.is_ordering() =>
+            {
                 holds(match self.op {
                     Op::Lt => x < *bound,
                     Op::Le => x <= *bound,
@@ -333,8 +335,14 @@ mod tests {
         assert_eq!(le.eval(ValueView::Number(0.01)), Eval::Holds);
         assert_eq!(le.eval(ValueView::Number(0.02)), Eval::Fails);
         assert_eq!(le.eval(ValueView::Text("cheap")), Eval::Mismatch);
-        assert_eq!(p(Op::Lt, one(1.0)).eval(ValueView::Number(1.0)), Eval::Fails);
-        assert_eq!(p(Op::Ge, one(32000.0)).eval(ValueView::Number(32000.0)), Eval::Holds);
+        assert_eq!(
+            p(Op::Lt, one(1.0)).eval(ValueView::Number(1.0)),
+            Eval::Fails
+        );
+        assert_eq!(
+            p(Op::Ge, one(32000.0)).eval(ValueView::Number(32000.0)),
+            Eval::Holds
+        );
     }
 
     #[test]
@@ -351,11 +359,26 @@ mod tests {
 
     #[test]
     fn text_and_bool() {
-        assert_eq!(p(Op::Eq, one("eu")).eval(ValueView::Text("eu")), Eval::Holds);
-        assert_eq!(p(Op::Ne, one("eu")).eval(ValueView::Text("us")), Eval::Holds);
-        assert_eq!(p(Op::In, many(&["eu", "us"])).eval(ValueView::Text("us")), Eval::Holds);
-        assert_eq!(p(Op::Eq, one(true)).eval(ValueView::Bool(true)), Eval::Holds);
-        assert_eq!(p(Op::Eq, one(true)).eval(ValueView::Text("true")), Eval::Mismatch);
+        assert_eq!(
+            p(Op::Eq, one("eu")).eval(ValueView::Text("eu")),
+            Eval::Holds
+        );
+        assert_eq!(
+            p(Op::Ne, one("eu")).eval(ValueView::Text("us")),
+            Eval::Holds
+        );
+        assert_eq!(
+            p(Op::In, many(&["eu", "us"])).eval(ValueView::Text("us")),
+            Eval::Holds
+        );
+        assert_eq!(
+            p(Op::Eq, one(true)).eval(ValueView::Bool(true)),
+            Eval::Holds
+        );
+        assert_eq!(
+            p(Op::Eq, one(true)).eval(ValueView::Text("true")),
+            Eval::Mismatch
+        );
     }
 
     #[test]
@@ -366,7 +389,10 @@ mod tests {
         assert!(cheap > dear, "{cheap} > {dear}");
         assert_eq!(le.margin(ValueView::Number(0.01)), Some(0.0));
         let ge = p(Op::Ge, one(32000.0));
-        assert!(ge.margin(ValueView::Number(128000.0)).unwrap() > ge.margin(ValueView::Number(64000.0)).unwrap());
+        assert!(
+            ge.margin(ValueView::Number(128000.0)).unwrap()
+                > ge.margin(ValueView::Number(64000.0)).unwrap()
+        );
         assert!(p(Op::Eq, one(1.0)).margin(ValueView::Number(1.0)).is_none());
         let zero = p(Op::Le, one(0.0)).margin(ValueView::Number(-5.0)).unwrap();
         assert!((0.0..=1.0).contains(&zero));

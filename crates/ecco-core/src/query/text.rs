@@ -14,7 +14,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Builder, Constraint, MetadataFilter, Op, Operand, Predicate, Query, parse_requirement};
+use super::{
+    Builder, Constraint, MetadataFilter, Op, Operand, Predicate, Query, parse_requirement,
+};
 use crate::capability::text_list;
 use crate::text::{self, Lexer, ParseError, Quoted, Token, TokenKind};
 
@@ -28,7 +30,10 @@ impl FromStr for Query {
         let TokenKind::Word(pattern) = first.kind else {
             return Err(ParseError::syntax(
                 first.at,
-                format!("expected a type pattern such as `llm/*`, found {}", first.kind.describe()),
+                format!(
+                    "expected a type pattern such as `llm/*`, found {}",
+                    first.kind.describe()
+                ),
             ));
         };
         let mut builder = Query::builder(pattern);
@@ -116,14 +121,20 @@ fn predicate(lexer: &mut Lexer<'_>, subject: &str) -> Result<Predicate, ParseErr
         TokenKind::Word("not") => {
             let next = lexer.expect("`in` after `not`")?;
             if next.kind != TokenKind::Word("in") {
-                return Err(ParseError::syntax(next.at, format!("expected `in` after `not`, found {}", next.kind.describe())));
+                return Err(ParseError::syntax(
+                    next.at,
+                    format!("expected `in` after `not`, found {}", next.kind.describe()),
+                ));
             }
             Some(Op::NotIn)
         }
         _ => None,
     };
     let Some(op) = op else {
-        return Err(ParseError::syntax(token.at, format!("expected {what}, found {}", token.kind.describe())));
+        return Err(ParseError::syntax(
+            token.at,
+            format!("expected {what}, found {}", token.kind.describe()),
+        ));
     };
     let value_token = lexer.expect(&format!("a value after `{op}`"))?;
     let value = match (op, &value_token.kind) {
@@ -131,7 +142,10 @@ fn predicate(lexer: &mut Lexer<'_>, subject: &str) -> Result<Predicate, ParseErr
         (Op::In | Op::NotIn, other) => {
             return Err(ParseError::syntax(
                 value_token.at,
-                format!("expected a list such as `[en, fr]` after `{op}`, found {}", other.describe()),
+                format!(
+                    "expected a list such as `[en, fr]` after `{op}`, found {}",
+                    other.describe()
+                ),
             ));
         }
         _ => Operand::One(text::scalar(&value_token)?),
@@ -152,14 +166,23 @@ fn version_spec(lexer: &mut Lexer<'_>) -> Result<String, ParseError> {
                 ..
             } = version
             else {
-                return Err(ParseError::syntax(version.at, format!("expected a version after `{symbol}`, found {}", version.kind.describe())));
+                return Err(ParseError::syntax(
+                    version.at,
+                    format!(
+                        "expected a version after `{symbol}`, found {}",
+                        version.kind.describe()
+                    ),
+                ));
             };
             // semver writes equality as a single `=`.
             let symbol = if symbol == "==" { "=" } else { symbol };
             format!("{symbol}{v}")
         }
         other => {
-            return Err(ParseError::syntax(token.at, format!("expected a version requirement, found {}", other.describe())));
+            return Err(ParseError::syntax(
+                token.at,
+                format!("expected a version requirement, found {}", other.describe()),
+            ));
         }
     };
     parse_requirement(&spec)?;
@@ -207,7 +230,10 @@ mod tests {
         assert_eq!(q.constraints().len(), 6);
         assert_eq!(q.constraints()[2].predicate.op, Op::In);
         assert_eq!(q.constraints()[4].predicate.op, Op::NotIn);
-        assert_eq!(q.constraints()[5].predicate.value, Operand::One(Scalar::Bool(true)));
+        assert_eq!(
+            q.constraints()[5].predicate.value,
+            Operand::One(Scalar::Bool(true))
+        );
         let req = q.version().unwrap();
         assert!(req.matches(&semver::Version::new(1, 5, 0)));
         assert!(!req.matches(&semver::Version::new(2, 0, 0)));
@@ -233,10 +259,19 @@ mod tests {
     fn errors_are_located() {
         let cases = [
             ("", "at byte 0: expected a capability type pattern"),
-            ("llm/* price", "at byte 11: expected an operator after `price`"),
+            (
+                "llm/* price",
+                "at byte 11: expected an operator after `price`",
+            ),
             ("llm/* price <=", "at byte 14: expected a value after `<=`"),
-            ("llm/* price ~ 3", "at byte 12: expected an operator after `price`"),
-            ("llm/* lang in en", "at byte 14: expected a list such as `[en, fr]`"),
+            (
+                "llm/* price ~ 3",
+                "at byte 12: expected an operator after `price`",
+            ),
+            (
+                "llm/* lang in en",
+                "at byte 14: expected a list such as `[en, fr]`",
+            ),
             ("llm/* lang in [en fr]", "at byte 18: expected `,` or `]`"),
             ("llm/* lang not en", "at byte 15: expected `in` after `not`"),
             ("llm/* version ^x", "version: \"^x\" is not valid semver"),
@@ -246,7 +281,10 @@ mod tests {
         ];
         for (input, expected) in cases {
             let e = input.parse::<Query>().unwrap_err().to_string();
-            assert!(e.starts_with(expected) || e.contains(expected), "{input:?}: {e}");
+            assert!(
+                e.starts_with(expected) || e.contains(expected),
+                "{input:?}: {e}"
+            );
         }
     }
 
@@ -262,6 +300,11 @@ mod tests {
     #[test]
     fn overlong_input_is_refused() {
         let long = format!("llm/* {}", "+a ".repeat(10_000));
-        assert!(long.parse::<Query>().unwrap_err().to_string().contains("the limit is"));
+        assert!(
+            long.parse::<Query>()
+                .unwrap_err()
+                .to_string()
+                .contains("the limit is")
+        );
     }
 }

@@ -12,7 +12,7 @@
 //!   joining or leaving do not restart the rotation.
 //! - `random:N`: N chosen uniformly without replacement.
 //! - `weighted:N`: N chosen without replacement with probability proportional
-//!   to [`performance::weight`](crate::performance::weight) (match score and
+//!   to [`performance::weight`] (match score and
 //!   observed performance), by Efraimidis–Spirakis sampling.
 
 mod rotation;
@@ -23,9 +23,9 @@ pub use strategy::Selection;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::Query;
 use crate::matcher::Match;
 use crate::performance::{self, History};
-use crate::Query;
 use rotation::Rotations;
 
 /// Why a selection could not be made.
@@ -78,14 +78,14 @@ impl Selector {
         history: &dyn History,
         min_agents: usize,
     ) -> Result<Vec<Match<'a>>, SelectionError> {
-        if let Some(count) = selection.count() {
-            if count < min_agents {
-                return Err(SelectionError::Unsatisfiable {
-                    selection: selection.to_string(),
-                    count,
-                    required: min_agents,
-                });
-            }
+        if let Some(count) = selection.count()
+            && count < min_agents
+        {
+            return Err(SelectionError::Unsatisfiable {
+                selection: selection.to_string(),
+                count,
+                required: min_agents,
+            });
         }
         if ranked.len() < min_agents {
             return Err(SelectionError::TooFewAgents {
@@ -98,7 +98,9 @@ impl Selector {
             Selection::All => (0..ranked.len()).collect(),
             Selection::TopN(_) => (0..n).collect(),
             Selection::RoundRobin(_) => self.rotations.next(&query.to_string(), ranked, n),
-            Selection::Random(_) => rand::seq::index::sample(&mut self.rng, ranked.len(), n).into_vec(),
+            Selection::Random(_) => {
+                rand::seq::index::sample(&mut self.rng, ranked.len(), n).into_vec()
+            }
             Selection::Weighted(_) => self.weighted(ranked, history, n),
         };
         picked.sort_unstable();
@@ -120,3 +122,6 @@ impl Selector {
         keyed.into_iter().take(n).map(|(_, i)| i).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

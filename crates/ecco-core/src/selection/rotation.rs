@@ -2,17 +2,22 @@
 
 use std::collections::HashMap;
 
+use crate::AgentId;
 use crate::capability::{CapabilityType, Offer};
 use crate::limits;
 use crate::matcher::Match;
-use crate::AgentId;
 
 /// An offer's identity, ordered as [`Offer::cmp_identity`].
 type Identity = (AgentId, CapabilityType, String, semver::Version);
 
 fn identity(offer: &Offer) -> Identity {
     let c = &offer.capability;
-    (offer.agent.clone(), c.kind().clone(), c.name().to_owned(), c.version().clone())
+    (
+        offer.agent.clone(),
+        c.kind().clone(),
+        c.name().to_owned(),
+        c.version().clone(),
+    )
 }
 
 #[derive(Debug)]
@@ -98,18 +103,31 @@ mod tests {
     }
 
     fn ids(ranked: &[Match<'_>], picked: &[usize]) -> Vec<String> {
-        picked.iter().map(|&i| ranked[i].offer.agent.to_string()).collect()
+        picked
+            .iter()
+            .map(|&i| ranked[i].offer.agent.to_string())
+            .collect()
     }
 
     #[test]
     fn rotates_and_survives_membership_changes() {
         let all = offers(&["a", "b", "c", "d"]);
-        let ranked: Vec<Match<'_>> = all.iter().map(|o| Match { offer: o, score: 1.0 }).collect();
+        let ranked: Vec<Match<'_>> = all
+            .iter()
+            .map(|o| Match {
+                offer: o,
+                score: 1.0,
+            })
+            .collect();
         let mut r = Rotations::default();
         assert_eq!(ids(&ranked, &r.next("q", &ranked, 3)), ["a", "b", "c"]);
         assert_eq!(ids(&ranked, &r.next("q", &ranked, 3)), ["d", "a", "b"]);
         // `c` leaves: the rotation goes on from after `b`.
-        let without_c: Vec<Match<'_>> = ranked.iter().copied().filter(|m| m.offer.agent.as_str() != "c").collect();
+        let without_c: Vec<Match<'_>> = ranked
+            .iter()
+            .copied()
+            .filter(|m| m.offer.agent.as_str() != "c")
+            .collect();
         assert_eq!(ids(&without_c, &r.next("q", &without_c, 1)), ["d"]);
         // Another query has its own rotation.
         assert_eq!(ids(&ranked, &r.next("other", &ranked, 1)), ["a"]);
@@ -118,7 +136,13 @@ mod tests {
     #[test]
     fn state_is_bounded() {
         let all = offers(&["a"]);
-        let ranked: Vec<Match<'_>> = all.iter().map(|o| Match { offer: o, score: 1.0 }).collect();
+        let ranked: Vec<Match<'_>> = all
+            .iter()
+            .map(|o| Match {
+                offer: o,
+                score: 1.0,
+            })
+            .collect();
         let mut r = Rotations::default();
         for i in 0..limits::MAX_ROTATIONS + 10 {
             r.next(&format!("q{i}"), &ranked, 1);

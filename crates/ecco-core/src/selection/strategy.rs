@@ -29,7 +29,9 @@ impl Selection {
     pub fn count(&self) -> Option<usize> {
         match self {
             Self::All => None,
-            Self::TopN(n) | Self::RoundRobin(n) | Self::Random(n) | Self::Weighted(n) => Some(n.get()),
+            Self::TopN(n) | Self::RoundRobin(n) | Self::Random(n) | Self::Weighted(n) => {
+                Some(n.get())
+            }
         }
     }
 
@@ -88,9 +90,9 @@ impl FromStr for Selection {
         let count = count.ok_or_else(|| {
             ParseSelectionError(format!("`{name}` needs a count, as in `{name}:3`"))
         })?;
-        let n = count
-            .parse::<NonZeroUsize>()
-            .map_err(|_| ParseSelectionError(format!("`{count}` is not a positive count for `{name}`")))?;
+        let n = count.parse::<NonZeroUsize>().map_err(|_| {
+            ParseSelectionError(format!("`{count}` is not a positive count for `{name}`"))
+        })?;
         Ok(make(n))
     }
 }
@@ -123,7 +125,10 @@ mod tests {
     #[test]
     fn bad_text_is_explained() {
         let e = |s: &str| s.parse::<Selection>().unwrap_err().to_string();
-        assert_eq!(e("best"), "unknown selection strategy `best`; use one of all, top-n:N, round-robin:N, random:N, weighted:N");
+        assert_eq!(
+            e("best"),
+            "unknown selection strategy `best`; use one of all, top-n:N, round-robin:N, random:N, weighted:N"
+        );
         assert_eq!(e("top-n"), "`top-n` needs a count, as in `top-n:3`");
         assert_eq!(e("top-n:0"), "`0` is not a positive count for `top-n`");
         assert_eq!(e("random:x"), "`x` is not a positive count for `random`");

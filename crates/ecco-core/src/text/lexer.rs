@@ -47,10 +47,7 @@ pub(crate) struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     pub(crate) fn new(input: &'a str) -> Self {
-        Self {
-            input,
-            pos: 0,
-        }
+        Self { input, pos: 0 }
     }
 
     /// Byte offset just past the last token read, for "end of input" errors.
@@ -65,7 +62,10 @@ impl<'a> Lexer<'a> {
     /// The next token, or an error naming what was expected.
     pub(crate) fn expect(&mut self, what: &str) -> Result<Token<'a>, ParseError> {
         self.next_token()?.ok_or_else(|| {
-            ParseError::syntax(self.end(), format!("expected {what}, found the end of the input"))
+            ParseError::syntax(
+                self.end(),
+                format!("expected {what}, found the end of the input"),
+            )
         })
     }
 
@@ -133,7 +133,10 @@ fn quoted(s: &str, at: usize) -> Result<(String, usize), ParseError> {
             _ => out.push(c),
         }
     }
-    Err(ParseError::syntax(at, "unterminated string: a `\"` is missing"))
+    Err(ParseError::syntax(
+        at,
+        "unterminated string: a `\"` is missing",
+    ))
 }
 
 #[cfg(test)]
@@ -201,13 +204,19 @@ mod tests {
             l.next_token()?;
             l.next_token()
         });
-        assert!(matches!(err, Err(ParseError::Syntax { at: 5, .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(ParseError::Syntax { at: 5, .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn lone_bang_is_an_error() {
         let mut l = Lexer::new("a ! b");
         l.next_token().unwrap();
-        assert!(matches!(l.next_token(), Err(ParseError::Syntax { at: 2, .. })));
+        assert!(matches!(
+            l.next_token(),
+            Err(ParseError::Syntax { at: 2, .. })
+        ));
     }
 }
