@@ -280,3 +280,90 @@ proptest! {
         }
     }
 }
+
+fn responses_from(answers: &[Option<&str>], scores: &[f64]) -> Vec<Response> {
+    answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let agent = AgentId::new(format!("agent-{i}")).unwrap();
+            match a {
+                Some(text) => Response::answer(agent, json!(text)).with_score(scores[i % scores.len()]),
+                None => Response::failed(agent, Failure::new(FailureKind::Timeout, "late")),
+            }
+        })
+        .collect()
+}
+
+const ANSWERS: [&str; 5] = ["Paris", "paris.", "London", "Rome", "The capital is Paris"];
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/properties.proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// When the aggregator says "decided" early, no continuation changes the answer.
+    #[test]
+    fn early_decisions_are_final(
+        answers in proptest::collection::vec(proptest::option::of(select(&ANSWERS[..])), 1..12),
+        scores in proptest::collection::vec(0.0f64..1.0, 1..12),
+        threshold in 0.3f64..1.0,
+        lexical in any::<bool>(),
+    ) {
+        let responses = responses_from(&answers, &scores);
+        let grouping = if lexical { Grouping::lexical(0.5).unwrap() } else { Grouping::exact() };
+        for strategy in [Aggregation::MajorityVote, Aggregation::ConsensusThreshold(threshold), Aggregation::FirstResponse] {
+            let mut agg = aggregation::Aggregator::new(strategy.clone())
+                .grouping(grouping.clone())
+                .expect(responses.len());
+            let mut early = None;
+            for (k, r) in responses.iter().enumerate() {
+                if agg.push(r.clone()) == aggregation::Progress::Decided {
+                    early = Some((k, agg.clone().finish()));
+                    break;
+                }
+            }
+            let full = aggregation::aggregate(&strategy, &grouping, responses.clone());
+            match early {
+                Some((k, decided)) if k + 1 < responses.len() => {
+                    prop_assert_eq!(&decided.verdict, &full.verdict, "{} decided at {}", strategy, k);
+                    match (&decided.answer, &full.answer) {
+                        (Some(a), Some(b)) => prop_assert!(grouping.agree(a, b), "{}: {} then {}", strategy, a, b),
+                        (a, b) => prop_assert_eq!(a, b),
+                    }
+                }
+                // Decided only with the last response, or never: the final result is the full one.
+                _ => prop_assert_eq!(&agg.finish(), &full),
+            }
+        }
+    }
+
+    /// Feeding responses one at a time gives the same result as aggregating the list.
+    #[test]
+    fn incremental_equals_batch_and_first_response_is_first(
+        answers in proptest::collection::vec(proptest::option::of(select(&ANSWERS[..])), 0..12),
+        scores in proptest::collection::vec(0.0f64..1.0, 1..12),
+    ) {
+        let responses = responses_from(&answers, &scores);
+        for strategy in [Aggregation::Ensemble, Aggregation::BestScore, Aggregation::Longest, Aggregation::FirstResponse, Aggregation::WeightedVote] {
+            let mut agg = aggregation::Aggregator::new(strategy.clone());
+            for r in &responses {
+                agg.push(r.clone());
+            }
+            prop_assert_eq!(agg.finish(), aggregation::aggregate(&strategy, &Grouping::exact(), responses.clone()));
+        }
+        let first = aggregation::aggregate(&Aggregation::FirstResponse, &Grouping::exact(), responses.clone());
+        let expected = responses.iter().find_map(|r| r.value().cloned());
+        prop_assert_eq!(first.answer, expected);
+        // The ensemble keeps every successful answer, attributed.
+        let ensemble = aggregation::aggregate(&Aggregation::Ensemble, &Grouping::exact(), responses.clone());
+        let attributed: usize = ensemble
+            .answer
+            .as_ref()
+            .and_then(|a| a.as_array())
+            .map_or(0, |parts| parts.iter().map(|p| p["agents"].as_array().map_or(0, Vec::len)).sum());
+        prop_assert_eq!(attributed, answers.iter().filter(|a| a.is_some()).count());
+    }
+}
