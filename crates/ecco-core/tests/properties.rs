@@ -288,7 +288,9 @@ fn responses_from(answers: &[Option<&str>], scores: &[f64]) -> Vec<Response> {
         .map(|(i, a)| {
             let agent = AgentId::new(format!("agent-{i}")).unwrap();
             match a {
-                Some(text) => Response::answer(agent, json!(text)).with_score(scores[i % scores.len()]),
+                Some(text) => {
+                    Response::answer(agent, json!(text)).with_score(scores[i % scores.len()])
+                }
                 None => Response::failed(agent, Failure::new(FailureKind::Timeout, "late")),
             }
         })
