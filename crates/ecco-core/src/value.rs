@@ -60,49 +60,6 @@ impl ConstraintValue {
     }
 }
 
-impl From<bool> for ConstraintValue {
-    fn from(v: bool) -> Self {
-        Self::Bool(v)
-    }
-}
-
-impl From<f64> for ConstraintValue {
-    fn from(v: f64) -> Self {
-        Self::Number(v)
-    }
-}
-
-impl From<i64> for ConstraintValue {
-    fn from(v: i64) -> Self {
-        // Constraint numbers are compared as f64; integers up to 2^53 are exact.
-        Self::Number(v as f64)
-    }
-}
-
-impl From<i32> for ConstraintValue {
-    fn from(v: i32) -> Self {
-        Self::Number(f64::from(v))
-    }
-}
-
-impl From<u32> for ConstraintValue {
-    fn from(v: u32) -> Self {
-        Self::Number(f64::from(v))
-    }
-}
-
-impl From<&str> for ConstraintValue {
-    fn from(v: &str) -> Self {
-        Self::Text(v.to_owned())
-    }
-}
-
-impl From<String> for ConstraintValue {
-    fn from(v: String) -> Self {
-        Self::Text(v)
-    }
-}
-
 impl<S: Into<String>> From<Vec<S>> for ConstraintValue {
     fn from(v: Vec<S>) -> Self {
         Self::List(v.into_iter().map(Into::into).collect())
@@ -149,47 +106,55 @@ impl Scalar {
     }
 }
 
-impl From<bool> for Scalar {
-    fn from(v: bool) -> Self {
-        Self::Bool(v)
-    }
+/// `From` conversions for the single-value variants both enums share.
+macro_rules! from_scalars {
+    ($($target:ty),*) => {$(
+        impl From<bool> for $target {
+            fn from(v: bool) -> Self {
+                Self::Bool(v)
+            }
+        }
+
+        impl From<f64> for $target {
+            fn from(v: f64) -> Self {
+                Self::Number(v)
+            }
+        }
+
+        impl From<i64> for $target {
+            fn from(v: i64) -> Self {
+                // Compared as f64; integers up to 2^53 are exact.
+                Self::Number(v as f64)
+            }
+        }
+
+        impl From<i32> for $target {
+            fn from(v: i32) -> Self {
+                Self::Number(f64::from(v))
+            }
+        }
+
+        impl From<u32> for $target {
+            fn from(v: u32) -> Self {
+                Self::Number(f64::from(v))
+            }
+        }
+
+        impl From<&str> for $target {
+            fn from(v: &str) -> Self {
+                Self::Text(v.to_owned())
+            }
+        }
+
+        impl From<String> for $target {
+            fn from(v: String) -> Self {
+                Self::Text(v)
+            }
+        }
+    )*};
 }
 
-impl From<f64> for Scalar {
-    fn from(v: f64) -> Self {
-        Self::Number(v)
-    }
-}
-
-impl From<i64> for Scalar {
-    fn from(v: i64) -> Self {
-        Self::Number(v as f64)
-    }
-}
-
-impl From<i32> for Scalar {
-    fn from(v: i32) -> Self {
-        Self::Number(f64::from(v))
-    }
-}
-
-impl From<u32> for Scalar {
-    fn from(v: u32) -> Self {
-        Self::Number(f64::from(v))
-    }
-}
-
-impl From<&str> for Scalar {
-    fn from(v: &str) -> Self {
-        Self::Text(v.to_owned())
-    }
-}
-
-impl From<String> for Scalar {
-    fn from(v: String) -> Self {
-        Self::Text(v)
-    }
-}
+from_scalars!(ConstraintValue, Scalar);
 
 /// A borrowed value of either origin (a constraint or a piece of JSON
 /// metadata), so that one predicate evaluator serves both.

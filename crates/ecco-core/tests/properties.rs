@@ -134,6 +134,16 @@ fn offers() -> impl Strategy<Value = Vec<Offer>> {
     })
 }
 
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/properties.proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 fn summary(ranked: &[ecco_core::Match<'_>]) -> Vec<(String, f64)> {
     ranked
         .iter()
@@ -142,11 +152,7 @@ fn summary(ranked: &[ecco_core::Match<'_>]) -> Vec<(String, f64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 512,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/properties.proptest-regressions"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     #[test]
     fn ranking_is_a_deterministic_total_order(offers in offers(), q in query(), seed in any::<u64>()) {
@@ -241,22 +247,12 @@ proptest! {
 
     #[test]
     fn votes_do_not_depend_on_arrival_order(
-        answers in proptest::collection::vec(proptest::option::of(select(&["Paris", "paris.", "London", "Rome", "The capital is Paris"][..])), 0..12),
+        answers in proptest::collection::vec(proptest::option::of(select(&ANSWERS[..])), 0..12),
         scores in proptest::collection::vec(0.0f64..1.0, 12),
         rotation in 0usize..12,
         lexical in any::<bool>(),
     ) {
-        let responses: Vec<Response> = answers
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let agent = AgentId::new(format!("agent-{i}")).unwrap();
-                match a {
-                    Some(text) => Response::answer(agent, json!(text)).with_score(scores[i]),
-                    None => Response::failed(agent, Failure::new(FailureKind::HandlerFailed, "boom")),
-                }
-            })
-            .collect();
+        let responses = responses_from(&answers, &scores);
         let grouping = if lexical { Grouping::lexical(0.5).unwrap() } else { Grouping::exact() };
         let mut permuted = responses.clone();
         let len = permuted.len().max(1);
@@ -300,11 +296,7 @@ fn responses_from(answers: &[Option<&str>], scores: &[f64]) -> Vec<Response> {
 const ANSWERS: [&str; 5] = ["Paris", "paris.", "London", "Rome", "The capital is Paris"];
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 512,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/properties.proptest-regressions"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     /// When the aggregator says "decided" early, no continuation changes the answer.
     #[test]
