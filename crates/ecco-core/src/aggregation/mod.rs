@@ -291,7 +291,8 @@ fn decide(strategy: &Aggregation, grouping: &Grouping, responses: Vec<Response>)
 
     let top_share = clusters[0].support;
     match strategy {
-        Aggregation::ConsensusThreshold(t) if top_share + 1e-12 < *t => {
+        // A threshold that is not a number never reaches consensus rather than always.
+        Aggregation::ConsensusThreshold(t) if t.is_nan() || top_share + 1e-12 < *t => {
             result.verdict = Verdict::NoConsensus {
                 agreement: top_share,
                 threshold: *t,

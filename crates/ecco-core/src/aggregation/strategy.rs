@@ -63,6 +63,21 @@ impl Aggregation {
         Self::Custom(Arc::new(rule))
     }
 
+    /// `consensus-threshold` with a checked threshold in `(0, 1]`.
+    pub fn consensus_threshold(threshold: f64) -> Result<Self, crate::ValidationError> {
+        if threshold > 0.0 && threshold <= 1.0 {
+            Ok(Self::ConsensusThreshold(threshold))
+        } else {
+            Err(crate::ValidationError::new(
+                "consensus-threshold",
+                crate::Invalid::OutOfRange {
+                    value: threshold,
+                    range: "(0, 1]",
+                },
+            ))
+        }
+    }
+
     /// The strategy's name, without parameters.
     pub fn name(&self) -> &str {
         match self {
@@ -126,12 +141,14 @@ impl FromStr for Aggregation {
                             .to_owned(),
                     )
                 })?;
-                match arg.parse::<f64>() {
-                    Ok(t) if t > 0.0 && t <= 1.0 => Ok(Self::ConsensusThreshold(t)),
-                    _ => Err(ParseAggregationError(format!(
-                        "`{arg}` is not a threshold in (0, 1] for `consensus-threshold`"
-                    ))),
-                }
+                arg.parse::<f64>()
+                    .ok()
+                    .and_then(|t| Self::consensus_threshold(t).ok())
+                    .ok_or_else(|| {
+                        ParseAggregationError(format!(
+                            "`{arg}` is not a threshold in (0, 1] for `consensus-threshold`"
+                        ))
+                    })
             }
             "custom" => Err(ParseAggregationError(
                 "`custom` is code, not text: pass it with Aggregation::custom".to_owned(),
@@ -160,6 +177,15 @@ mod tests {
             "longest",
         ] {
             assert_eq!(s.parse::<Aggregation>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn thresholds_are_checked() {
+        assert!(Aggregation::consensus_threshold(0.5).is_ok());
+        assert!(Aggregation::consensus_threshold(1.0).is_ok());
+        for bad in [0.0, -0.1, 1.01, f64::NAN, f64::INFINITY] {
+            assert!(Aggregation::consensus_threshold(bad).is_err(), "{bad}");
         }
     }
 

@@ -187,6 +187,14 @@ fn consensus_threshold_edges() {
         4
     );
 
+    // An unchecked NaN threshold never claims consensus.
+    let nan = aggregate(
+        &Aggregation::ConsensusThreshold(f64::NAN),
+        &Grouping::exact(),
+        three_of_four(),
+    );
+    assert!(matches!(nan.verdict, Verdict::NoConsensus { .. }));
+
     // Failures do not count against agreement.
     let with_failures = run(
         "consensus-threshold:1",
