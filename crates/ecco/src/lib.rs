@@ -28,6 +28,8 @@ pub use ecco_core::{
     Scalar, Selection, Selector, ValidationError, aggregation, capability, limits, matcher,
     performance, query, selection,
 };
+pub mod node;
+
 pub use ecco_identity as identity;
 pub use ecco_identity::{Identity, PeerId};
 

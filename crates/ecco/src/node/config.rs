@@ -1,0 +1,141 @@
+//! How a node is set up: mesh, addresses, transport, private key, limits.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use libp2p::multiaddr::Protocol;
+pub use libp2p::pnet::PreSharedKey as SwarmKey;
+use libp2p::{Multiaddr, PeerId};
+
+/// A node's configuration. [`Config::default`] suits a node on a LAN; tests
+/// use [`Transport::Memory`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The mesh name. Protocol ids and topics are namespaced by it, so
+    /// different meshes on one LAN do not mix. 1 to 64 of `a-z 0-9 - _ .`.
+    pub mesh: String,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (with a `/p2p/<peer id>` suffix).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Which transports to use.
+    pub transport: Transport,
+    /// The pre-shared key of a private mesh (libp2p pnet). Nodes without it
+    /// cannot finish a handshake. QUIC is refused when it is set.
+    pub swarm_key: Option<SwarmKey>,
+    /// When set, only these peers may connect.
+    pub allow: Option<BTreeSet<PeerId>>,
+    /// Bounds on sizes, times, connections and queues.
+    pub limits: Limits,
+}
+
+/// Which transports a node uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP with Noise and Yamux, plus QUIC unless a swarm key is set; DNS
+    /// addresses are resolved.
+    Network,
+    /// In-process memory transport with Noise and Yamux, for tests.
+    Memory,
+}
+
+/// Bounds on everything a peer or a caller can make large.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest encoded request, in bytes (default 1 MiB).
+    pub max_request_bytes: u64,
+    /// Largest encoded answer, in bytes (default 8 MiB).
+    pub max_response_bytes: u64,
+    /// How long a request may wait for its answer (default 30 s).
+    pub request_timeout: Duration,
+    /// A new connection's handshake (pnet, Noise, Yamux) must finish within this (default 20 s).
+    pub handshake_timeout: Duration,
+    /// Most established connections in all (default 256).
+    pub max_connections: u32,
+    /// Most established connections per peer (default 2).
+    pub max_connections_per_peer: u32,
+    /// Most inbound connections still handshaking (default 64).
+    pub max_pending_incoming: u32,
+    /// New connections are refused above this share of the system's memory (default 0.9).
+    pub max_memory_fraction: f64,
+    /// Commands queued from handles to the node (default 64).
+    pub command_queue: usize,
+    /// Inbound requests queued for the application (default 64); beyond it requests are refused as busy.
+    pub inbound_queue: usize,
+    /// Events buffered per subscriber (default 256); a slower subscriber misses the oldest.
+    pub event_buffer: usize,
+    /// Most requests served concurrently per connection (default 64).
+    pub max_concurrent_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(20),
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            max_pending_incoming: 64,
+            max_memory_fraction: 0.9,
+            command_queue: 64,
+            inbound_queue: 64,
+            event_buffer: 256,
+            max_concurrent_streams: 64,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mesh: "ecco".to_owned(),
+            listen: vec![
+                tcp(Ipv4Addr::UNSPECIFIED),
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Udp(0))
+                    .with(Protocol::QuicV1),
+            ],
+            bootstrap: Vec::new(),
+            transport: Transport::Network,
+            swarm_key: None,
+            allow: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for in-process tests: memory transport, one listener.
+    pub fn memory() -> Self {
+        Self {
+            listen: vec![Multiaddr::empty().with(Protocol::Memory(0))],
+            transport: Transport::Memory,
+            ..Self::default()
+        }
+    }
+
+    /// A configuration listening on loopback TCP only.
+    pub fn loopback() -> Self {
+        Self {
+            listen: vec![tcp(Ipv4Addr::LOCALHOST)],
+            ..Self::default()
+        }
+    }
+}
+
+fn tcp(ip: Ipv4Addr) -> Multiaddr {
+    Multiaddr::empty()
+        .with(Protocol::Ip4(ip))
+        .with(Protocol::Tcp(0))
+}
+
+/// Generates a new random swarm key for a private mesh.
+pub fn generate_swarm_key() -> SwarmKey {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    SwarmKey::new(key)
+}

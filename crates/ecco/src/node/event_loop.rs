@@ -1,0 +1,392 @@
+//! The node's task: owns the `Swarm`, serves commands, routes events.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::NodeError;
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::codec::{Inbound, TOO_LARGE};
+use super::config::Config;
+use super::handle::{Event, InboundRequest};
+use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+use super::swarm;
+use crate::Identity;
+
+/// How long `spawn` waits for each listener to report its address.
+const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NodeError>>,
+    },
+    AddAddress {
+        peer: PeerId,
+        addr: Multiaddr,
+        reply: oneshot::Sender<()>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Answer, RequestError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+type PendingReply = BoxFuture<'static, (ResponseChannel<Reply>, Reply)>;
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<InboundRequest>,
+    events: broadcast::Sender<Event>,
+    requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Answer, RequestError>>>,
+    dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    /// Inbound requests handed to the application, waiting for its reply.
+    replies: FuturesUnordered<PendingReply>,
+    /// At most this many inbound requests wait for the application at once.
+    max_pending_replies: usize,
+    request_timeout: Duration,
+    max_request_bytes: u64,
+}
+
+impl EventLoop {
+    /// Builds the swarm, listens, and waits until every listener has an address.
+    pub(crate) async fn start(
+        identity: &Identity,
+        config: &Config,
+        commands: mpsc::Receiver<Command>,
+        inbound: mpsc::Sender<InboundRequest>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<Self, NodeError> {
+        let mut swarm = swarm::build(identity, config)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Listen {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let mut listening = 0;
+        while listening < config.listen.len() {
+            match tokio::time::timeout(LISTEN_WAIT, swarm.select_next_some()).await {
+                Ok(SwarmEvent::NewListenAddr { address, .. }) => {
+                    tracing::info!(%address, "listening");
+                    listening += 1;
+                }
+                Ok(SwarmEvent::ListenerError { error, .. })
+                | Ok(SwarmEvent::ListenerClosed {
+                    reason: Err(error), ..
+                }) => {
+                    return Err(NodeError::Listen {
+                        addr: config
+                            .listen
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        reason: error.to_string(),
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(NodeError::Listen {
+                        addr: config
+                            .listen
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        reason: format!("no address reported within {LISTEN_WAIT:?}"),
+                    });
+                }
+            }
+        }
+        for addr in &config.bootstrap {
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        Ok(Self {
+            swarm,
+            commands,
+            inbound,
+            events,
+            requests: HashMap::new(),
+            dials: HashMap::new(),
+            replies: FuturesUnordered::new(),
+            max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
+            request_timeout: config.limits.request_timeout,
+            max_request_bytes: config.limits.max_request_bytes,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        self.stop();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    // Every handle is gone: nobody can use the node any more.
+                    None => {
+                        self.stop();
+                        return;
+                    }
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some((channel, reply)) = self.replies.next(), if !self.replies.is_empty() => {
+                    // Fails only if the connection closed meanwhile; the requester then knows.
+                    let _ = self.swarm.behaviour_mut().messaging.send_response(channel, reply);
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        for (_, reply) in self.requests.drain() {
+            let _ = reply.send(Err(RequestError::NodeStopped));
+        }
+        tracing::info!("node stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Dial {
+                            addr: addr.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::AddAddress { peer, addr, reply } => {
+                self.swarm.add_peer_address(peer, addr);
+                let _ = reply.send(());
+            }
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .messaging
+                    .send_request(&peer, Inbound::Request(request));
+                self.requests.insert(id, reply);
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let _ = self.events.send(Event::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if let Some((_, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if num_established.get() == 1 {
+                    tracing::debug!(%peer_id, "connected");
+                    let _ = self.events.send(Event::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(%peer_id, "disconnected");
+                let _ = self.events.send(Event::PeerDisconnected(peer_id));
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some((addr, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NodeError::Dial {
+                        addr: addr.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Messaging(event)) => self.on_messaging(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
+                tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_messaging(&mut self, event: request_response::Event<Inbound, Reply>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.requests.remove(&request_id) {
+                        let _ = reply.send(match response {
+                            Reply::Answer(answer) => Ok(answer),
+                            Reply::Error(e) => Err(e.into()),
+                        });
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.requests.remove(&request_id) {
+                    let _ = reply.send(Err(self.outbound_error(peer, error)));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn outbound_error(&self, peer: PeerId, error: OutboundFailure) -> RequestError {
+        match error {
+            OutboundFailure::DialFailure => {
+                RequestError::Unreachable(format!("cannot connect to {peer}"))
+            }
+            OutboundFailure::Timeout => RequestError::Timeout(self.request_timeout),
+            OutboundFailure::ConnectionClosed => RequestError::Unreachable(format!(
+                "the connection to {peer} closed before the answer"
+            )),
+            OutboundFailure::UnsupportedProtocols => RequestError::Refused(format!(
+                "{peer} does not speak this mesh's request protocol"
+            )),
+            OutboundFailure::Io(e) if e.to_string().contains(TOO_LARGE) => {
+                RequestError::TooLarge(e.to_string())
+            }
+            OutboundFailure::Io(e) => {
+                RequestError::Refused(format!("the stream to {peer} failed: {e}"))
+            }
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Reply>) {
+        let refuse = |kind, message: String| Reply::Error(RemoteError { kind, message });
+        let request = match request {
+            Inbound::Request(request) => request,
+            Inbound::Oversized { at_least } => {
+                let reply = refuse(
+                    RemoteErrorKind::TooLarge,
+                    format!(
+                        "the request of at least {at_least} bytes {TOO_LARGE} of {} bytes",
+                        self.max_request_bytes
+                    ),
+                );
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .messaging
+                    .send_response(channel, reply);
+                return;
+            }
+        };
+        if self.replies.len() >= self.max_pending_replies {
+            let reply = refuse(
+                RemoteErrorKind::Refused,
+                "busy: too many requests in progress".to_owned(),
+            );
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .messaging
+                .send_response(channel, reply);
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.inbound.try_send(InboundRequest {
+            peer,
+            request,
+            reply: tx,
+        }) {
+            Ok(()) => self.replies.push(Box::pin(async move {
+                let reply = rx.await.unwrap_or_else(|_| {
+                    Reply::Error(RemoteError {
+                        kind: RemoteErrorKind::HandlerFailed,
+                        message: "the handler dropped the request without answering".to_owned(),
+                    })
+                });
+                (channel, reply)
+            })),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let reply = refuse(
+                    RemoteErrorKind::Refused,
+                    "busy: the inbox is full".to_owned(),
+                );
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .messaging
+                    .send_response(channel, reply);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                let reply = refuse(
+                    RemoteErrorKind::NoHandler,
+                    "this node serves no requests".to_owned(),
+                );
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .messaging
+                    .send_response(channel, reply);
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Requests between agents, their replies and what can go wrong.
+
+use std::time::Duration;
+
+use ecco_core::CapabilityType;
+use ecco_core::aggregation::FailureKind;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use serde_json::Value;
+
+/// A request to an agent: which capability, a JSON payload and optional binary attachments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The capability type asked for, such as `llm/chat`.
+    pub capability: CapabilityType,
+    /// The input, as JSON.
+    pub payload: Value,
+    /// Binary attachments (images, documents), sent as CBOR byte strings.
+    #[serde(default)]
+    pub attachments: Vec<ByteBuf>,
+}
+
+impl Request {
+    /// A request without attachments.
+    pub fn new(capability: CapabilityType, payload: Value) -> Self {
+        Self {
+            capability,
+            payload,
+            attachments: Vec::new(),
+        }
+    }
+
+    /// Adds a binary attachment.
+    #[must_use]
+    pub fn attach(mut self, bytes: Vec<u8>) -> Self {
+        self.attachments.push(ByteBuf::from(bytes));
+        self
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The result, as JSON.
+    pub result: Value,
+    /// Binary attachments.
+    #[serde(default)]
+    pub attachments: Vec<ByteBuf>,
+}
+
+impl Answer {
+    /// An answer without attachments.
+    pub fn new(result: Value) -> Self {
+        Self {
+            result,
+            attachments: Vec::new(),
+        }
+    }
+}
+
+/// What travels back: an answer or a typed error from the remote side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// The handler answered.
+    Answer(Answer),
+    /// The remote side declined or failed.
+    Error(RemoteError),
+}
+
+/// An error the remote side reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// Which kind.
+    pub kind: RemoteErrorKind,
+    /// Details for people.
+    pub message: String,
+}
+
+/// The kinds of error a remote side reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteErrorKind {
+    /// It has no handler for the capability.
+    NoHandler,
+    /// Its handler failed.
+    HandlerFailed,
+    /// It refused (busy, not allowed).
+    Refused,
+    /// The request or the answer exceeded a size limit.
+    TooLarge,
+}
+
+/// Why a request got no answer. Each case says which thing happened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    /// The peer could not be reached (no address, dial failed, connection lost).
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The peer refused the request.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The peer has no handler for the capability.
+    #[error("no handler: {0}")]
+    NoHandler(String),
+    /// The peer's handler failed.
+    #[error("handler failed: {0}")]
+    HandlerFailed(String),
+    /// The request or the answer exceeded a size limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The local node has shut down.
+    #[error("the node has shut down")]
+    NodeStopped,
+}
+
+impl RequestError {
+    /// The failure category that aggregation reports.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Unreachable(_) | Self::NodeStopped => FailureKind::Unreachable,
+            Self::Timeout(_) => FailureKind::Timeout,
+            Self::Refused(_) => FailureKind::Refused,
+            Self::NoHandler(_) => FailureKind::NoHandler,
+            Self::HandlerFailed(_) => FailureKind::HandlerFailed,
+            Self::TooLarge(_) => FailureKind::TooLarge,
+        }
+    }
+}
+
+impl From<RemoteError> for RequestError {
+    fn from(e: RemoteError) -> Self {
+        match e.kind {
+            RemoteErrorKind::NoHandler => Self::NoHandler(e.message),
+            RemoteErrorKind::HandlerFailed => Self::HandlerFailed(e.message),
+            RemoteErrorKind::Refused => Self::Refused(e.message),
+            RemoteErrorKind::TooLarge => Self::TooLarge(e.message),
+        }
+    }
+}

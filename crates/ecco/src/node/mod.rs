@@ -1,0 +1,55 @@
+//! The node: one task owning the libp2p `Swarm`, driven by a cheap, cloneable
+//! [`Node`] handle.
+//!
+//! Callers send bounded commands and get replies over oneshot channels (the
+//! pattern of rust-libp2p's file-sharing example); inbound requests arrive on
+//! a bounded [`Inbox`]; node events go to every [`Node::subscribe`]r. Every
+//! channel and queue is bounded ([`Limits`]). [`Node::shutdown`] closes the
+//! connections and ends the task; so does dropping the last handle.
+//!
+//! So far the node speaks TCP + Noise + Yamux, QUIC, DNS, identify, ping and
+//! request/response messaging, with connection and memory limits, private
+//! meshes (pnet) and an allow-list. Discovery (mDNS, Kademlia, gossipsub) is
+//! to come.
+
+mod behaviour;
+mod codec;
+mod config;
+mod event_loop;
+mod handle;
+mod messaging;
+mod swarm;
+
+pub use config::{Config, Limits, SwarmKey, Transport, generate_swarm_key};
+pub use handle::{Event, InboundRequest, Inbox, Node};
+pub use messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+
+/// Why a node could not start or carry out a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration cannot work.
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+    /// A transport could not be set up.
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    /// An address could not be listened on.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A peer could not be dialled or refused the connection.
+    #[error("cannot connect to {addr}: {reason}")]
+    Dial {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    Stopped,
+}

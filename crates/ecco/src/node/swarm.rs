@@ -1,0 +1,119 @@
+//! Builds the libp2p `Swarm`: transports, private-mesh key, behaviours.
+
+use std::time::Duration;
+
+use either::Either;
+use libp2p::core::transport::{MemoryTransport, Transport as _, upgrade::Version};
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PnetConfig;
+use libp2p::{Multiaddr, Swarm, SwarmBuilder, noise, tcp, yamux};
+
+use super::NodeError;
+use super::behaviour::{Behaviour, Protocols};
+use super::config::{Config, Transport};
+use crate::Identity;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle connections are kept this long, so that request bursts reuse them.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn build(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>, NodeError> {
+    check(config)?;
+    let protocols = Protocols::new(&config.mesh).map_err(NodeError::Config)?;
+    let behaviour = |key: &libp2p::identity::Keypair| Behaviour::new(key, config, &protocols);
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
+    let handshake_timeout = config.limits.handshake_timeout;
+    let build_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
+    let builder = SwarmBuilder::with_existing_identity(identity.keypair().clone()).with_tokio();
+
+    let swarm = match (config.transport, config.swarm_key) {
+        (Transport::Memory, psk) => builder
+            .with_other_transport(|key| {
+                let base = MemoryTransport::default();
+                let base = match psk {
+                    Some(psk) => {
+                        Either::Left(base.and_then(move |s, _| PnetConfig::new(psk).handshake(s)))
+                    }
+                    None => Either::Right(base),
+                };
+                Ok::<_, BoxError>(
+                    base.upgrade(Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .timeout(handshake_timeout),
+                )
+            })
+            .map_err(|e| build_error(&e))?
+            .with_behaviour(behaviour)
+            .map_err(|e| build_error(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        (Transport::Network, Some(psk)) => builder
+            .with_other_transport(|key| {
+                Ok::<_, BoxError>(
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .and_then(move |s, _| PnetConfig::new(psk).handshake(s))
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .timeout(handshake_timeout),
+                )
+            })
+            .map_err(|e| build_error(&e))?
+            .with_dns()
+            .map_err(|e| build_error(&e))?
+            .with_behaviour(behaviour)
+            .map_err(|e| build_error(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        (Transport::Network, None) => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| build_error(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| build_error(&e))?
+            .with_behaviour(behaviour)
+            .map_err(|e| build_error(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
+    Ok(swarm)
+}
+
+/// Rejects configurations that cannot work, with a message saying why.
+fn check(config: &Config) -> Result<(), NodeError> {
+    let mesh = &config.mesh;
+    if mesh.is_empty()
+        || mesh.len() > 64
+        || !mesh
+            .chars()
+            .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.'))
+    {
+        return Err(NodeError::Config(format!(
+            "mesh name `{mesh}` must be 1 to 64 of a-z, 0-9, '-', '_', '.'"
+        )));
+    }
+    if config.swarm_key.is_some()
+        && let Some(addr) = config
+            .listen
+            .iter()
+            .chain(&config.bootstrap)
+            .find(|a| is_quic(a))
+    {
+        return Err(NodeError::Config(format!(
+            "{addr}: QUIC cannot be used in a private mesh, because the pre-shared key (pnet) does not cover QUIC; use TCP"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
+}

@@ -1,0 +1,283 @@
+//! Nodes talking over the in-process memory transport: requests, typed
+//! errors, limits, private meshes and the allow-list.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ecco::node::{
+    Answer, Config, Inbox, Node, NodeError, RemoteErrorKind, Request, RequestError,
+    generate_swarm_key,
+};
+use ecco::{CapabilityType, Identity};
+use serde_json::json;
+
+async fn node(config: Config) -> (Node, Inbox) {
+    Node::spawn(&Identity::generate(), config).await.unwrap()
+}
+
+/// Serves `echo` and rejects everything else; `hold` keeps requests unanswered.
+fn serve(mut inbox: Inbox) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(req) = inbox.recv().await {
+            match req.request.capability.as_str() {
+                "echo" => {
+                    let payload = req.request.payload.clone();
+                    req.respond(Answer::new(json!({ "echo": payload })));
+                }
+                "hold" => held.push(req),
+                "drop" => drop(req),
+                other => {
+                    let message = format!("no handler for {other}");
+                    req.reject(RemoteErrorKind::NoHandler, message);
+                }
+            }
+        }
+    })
+}
+
+fn request(capability: &str, payload: serde_json::Value) -> Request {
+    Request::new(CapabilityType::new(capability).unwrap(), payload)
+}
+
+async fn address(node: &Node) -> libp2p::Multiaddr {
+    node.listen_addrs().await.unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn request_and_answer_with_attachments() {
+    let (a, inbox) = node(Config::memory()).await;
+    serve(inbox);
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    assert_eq!(peer, a.peer_id(), "the handshake proves who answered");
+    let answer = b
+        .request(peer, request("echo", json!("hi")).attach(vec![1, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(answer.result, json!({"echo": "hi"}));
+    assert!(b.connected_peers().await.unwrap().contains(&a.peer_id()));
+}
+
+#[tokio::test]
+async fn errors_say_what_happened() {
+    let (a, inbox) = node(Config::memory()).await;
+    serve(inbox);
+    let mut config = Config::memory();
+    config.limits.request_timeout = Duration::from_millis(300);
+    let (b, _) = node(config).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+
+    let e = b
+        .request(peer, request("llm/chat", json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(e, RequestError::NoHandler("no handler for llm/chat".into()));
+    let e = b
+        .request(peer, request("drop", json!(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RequestError::HandlerFailed(_)), "{e}");
+    let e = b
+        .request(peer, request("hold", json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(e, RequestError::Timeout(Duration::from_millis(300)));
+    let stranger = Identity::generate().peer_id();
+    let e = b
+        .request(stranger, request("echo", json!(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RequestError::Unreachable(_)), "{e}");
+    // After all that, the node still serves.
+    assert!(b.request(peer, request("echo", json!(2))).await.is_ok());
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused_and_the_node_keeps_serving() {
+    let mut small = Config::memory();
+    small.limits.max_request_bytes = 1024;
+    let (a, inbox) = node(small.clone()).await;
+    serve(inbox);
+
+    // A sender with the same limit refuses before sending.
+    let (b, _) = node(small).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let e = b
+        .request(peer, request("echo", json!(1)).attach(vec![0; 4096]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, RequestError::TooLarge(m) if m.contains("4")),
+        "{e}"
+    );
+
+    // A sender with a larger limit gets the receiver's typed refusal.
+    let mut big = Config::memory();
+    big.limits.max_request_bytes = 1 << 20;
+    let (c, _) = node(big).await;
+    let peer = c.dial(address(&a).await).await.unwrap();
+    let e = c
+        .request(peer, request("echo", json!(1)).attach(vec![0; 3000]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, RequestError::TooLarge(m) if m.contains("1024")),
+        "{e}"
+    );
+
+    // The receiver still serves both.
+    assert!(
+        b.request(a.peer_id(), request("echo", json!("b")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        c.request(a.peer_id(), request("echo", json!("c")))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn oversized_answers_become_typed_errors() {
+    let mut config = Config::memory();
+    config.limits.max_response_bytes = 512;
+    let (a, inbox) = node(config).await;
+    serve(inbox);
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let e = b
+        .request(peer, request("echo", json!("x".repeat(2000))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, RequestError::TooLarge(m) if m.contains("512")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn private_meshes_keep_strangers_out() {
+    let key = generate_swarm_key();
+    // A stranger's handshake stalls (each side waits for the other's first
+    // bytes) until this timeout, so keep it short here.
+    let quick = || {
+        let mut c = Config::memory();
+        c.limits.handshake_timeout = Duration::from_millis(500);
+        c
+    };
+    let private = || {
+        let mut c = quick();
+        c.swarm_key = Some(key);
+        c
+    };
+    let (a, inbox) = node(private()).await;
+    serve(inbox);
+    let addr = address(&a).await;
+
+    let (member, _) = node(private()).await;
+    let peer = member.dial(addr.clone()).await.unwrap();
+    assert!(
+        member
+            .request(peer, request("echo", json!(1)))
+            .await
+            .is_ok()
+    );
+
+    let (outsider, _) = node(quick()).await;
+    assert!(matches!(
+        outsider.dial(addr.clone()).await,
+        Err(NodeError::Dial { .. })
+    ));
+    let mut wrong = quick();
+    wrong.swarm_key = Some(generate_swarm_key());
+    let (wrong_key, _) = node(wrong).await;
+    assert!(matches!(
+        wrong_key.dial(addr).await,
+        Err(NodeError::Dial { .. })
+    ));
+    assert_eq!(a.connected_peers().await.unwrap(), vec![member.peer_id()]);
+}
+
+#[tokio::test]
+async fn quic_is_refused_in_a_private_mesh() {
+    let config = Config {
+        swarm_key: Some(generate_swarm_key()),
+        ..Config::default()
+    };
+    let e = Node::spawn(&Identity::generate(), config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, NodeError::Config(m) if m.contains("QUIC cannot be used in a private mesh")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn the_allow_list_admits_only_listed_peers() {
+    let friend = Identity::generate();
+    let mut config = Config::memory();
+    config.allow = Some(BTreeSet::from([friend.peer_id()]));
+    let (a, inbox) = node(config).await;
+    serve(inbox);
+    let addr = address(&a).await;
+
+    let (f, _) = Node::spawn(&friend, Config::memory()).await.unwrap();
+    let peer = f.dial(addr.clone()).await.unwrap();
+    assert!(f.request(peer, request("echo", json!(1))).await.is_ok());
+
+    let (stranger, _) = node(Config::memory()).await;
+    let refused = match stranger.dial(addr).await {
+        Err(_) => true,
+        // The handshake may complete before the allow-list closes the connection.
+        Ok(peer) => stranger
+            .request(peer, request("echo", json!(1)))
+            .await
+            .is_err(),
+    };
+    assert!(refused);
+}
+
+#[tokio::test]
+async fn meshes_do_not_mix() {
+    let mut other = Config::memory();
+    other.mesh = "hospital".into();
+    let (a, inbox) = node(other).await;
+    serve(inbox);
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let e = b
+        .request(peer, request("echo", json!(1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RequestError::Refused(_)), "{e}");
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_clear_error() {
+    let mut config = Config::memory();
+    config.mesh = "Bad Mesh".into();
+    let e = Node::spawn(&Identity::generate(), config)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("mesh name `Bad Mesh`"), "{e}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_node() {
+    let (a, inbox) = node(Config::memory()).await;
+    serve(inbox);
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let handle = b.clone();
+    b.shutdown().await;
+    assert_eq!(
+        handle.request(peer, request("echo", json!(1))).await,
+        Err(RequestError::NodeStopped)
+    );
+    assert_eq!(handle.listen_addrs().await, Err(NodeError::Stopped));
+}
