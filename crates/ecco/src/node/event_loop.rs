@@ -319,36 +319,50 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Reply>) {
-        let refuse = |kind, message: String| Reply::Error(RemoteError { kind, message });
+        match self.hand_over(peer, request) {
+            Ok(reply) => self.replies.push(Box::pin(async move {
+                let reply = reply.await.unwrap_or_else(|_| {
+                    refusal(
+                        RemoteErrorKind::HandlerFailed,
+                        "the handler dropped the request without answering".to_owned(),
+                    )
+                });
+                (channel, reply)
+            })),
+            Err(refused) => {
+                // Fails only if the connection closed meanwhile.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .messaging
+                    .send_response(channel, refused);
+            }
+        }
+    }
+
+    /// Gives an inbound request to the application, or says at once why not.
+    fn hand_over(
+        &mut self,
+        peer: PeerId,
+        request: Inbound,
+    ) -> Result<oneshot::Receiver<Reply>, Reply> {
         let request = match request {
             Inbound::Request(request) => request,
             Inbound::Oversized { at_least } => {
-                let reply = refuse(
+                return Err(refusal(
                     RemoteErrorKind::TooLarge,
                     format!(
                         "the request of at least {at_least} bytes {TOO_LARGE} of {} bytes",
                         self.max_request_bytes
                     ),
-                );
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .messaging
-                    .send_response(channel, reply);
-                return;
+                ));
             }
         };
         if self.replies.len() >= self.max_pending_replies {
-            let reply = refuse(
+            return Err(refusal(
                 RemoteErrorKind::Refused,
                 "busy: too many requests in progress".to_owned(),
-            );
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .messaging
-                .send_response(channel, reply);
-            return;
+            ));
         }
         let (tx, rx) = oneshot::channel();
         match self.inbound.try_send(InboundRequest {
@@ -356,37 +370,19 @@ impl EventLoop {
             request,
             reply: tx,
         }) {
-            Ok(()) => self.replies.push(Box::pin(async move {
-                let reply = rx.await.unwrap_or_else(|_| {
-                    Reply::Error(RemoteError {
-                        kind: RemoteErrorKind::HandlerFailed,
-                        message: "the handler dropped the request without answering".to_owned(),
-                    })
-                });
-                (channel, reply)
-            })),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let reply = refuse(
-                    RemoteErrorKind::Refused,
-                    "busy: the inbox is full".to_owned(),
-                );
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .messaging
-                    .send_response(channel, reply);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                let reply = refuse(
-                    RemoteErrorKind::NoHandler,
-                    "this node serves no requests".to_owned(),
-                );
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .messaging
-                    .send_response(channel, reply);
-            }
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(refusal(
+                RemoteErrorKind::Refused,
+                "busy: the inbox is full".to_owned(),
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(refusal(
+                RemoteErrorKind::NoHandler,
+                "this node serves no requests".to_owned(),
+            )),
         }
     }
+}
+
+fn refusal(kind: RemoteErrorKind, message: String) -> Reply {
+    Reply::Error(RemoteError { kind, message })
 }

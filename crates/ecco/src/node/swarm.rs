@@ -28,6 +28,7 @@ pub(crate) fn build(identity: &Identity, config: &Config) -> Result<Swarm<Behavi
     let build_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let builder = SwarmBuilder::with_existing_identity(identity.keypair().clone()).with_tokio();
 
+    // Each arm has its own builder types, so the common tail cannot be shared.
     let swarm = match (config.transport, config.swarm_key) {
         (Transport::Memory, psk) => builder
             .with_other_transport(|key| {
