@@ -1,0 +1,351 @@
+//! The local capability directory: which peer offers what, where, since when,
+//! and how it was learned. The matcher ranks what it holds.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ecco_core::matcher::Index;
+use ecco_core::{Capability, Match, Matcher, Offer, Query};
+use libp2p::{Multiaddr, PeerId};
+
+use super::announcement::{Announcement, AnnouncementError};
+use crate::agent_id;
+
+/// How an entry was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A gossipsub announcement.
+    Gossip,
+    /// A capability fetch after a DHT lookup.
+    Dht,
+    /// A capability fetch after mDNS found the peer.
+    Mdns,
+    /// A direct capability fetch.
+    Fetch,
+    /// The registry.
+    Registry,
+}
+
+/// What the directory knows of one peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its capabilities.
+    pub capabilities: Vec<Capability>,
+    /// Where it can be reached.
+    pub addrs: Vec<Multiaddr>,
+    /// The sequence number of the announcement this came from.
+    pub seq: u64,
+    /// When it was last heard of, in ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// When it expires unless renewed.
+    pub expires_at_ms: u64,
+    /// How it was learned.
+    pub source: Source,
+}
+
+/// What an accepted announcement changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// A peer not known before.
+    Added,
+    /// A known peer with changed capabilities or addresses.
+    Changed,
+    /// A known peer, same content, renewed.
+    Refreshed,
+}
+
+/// The directory. Bounded: at most `max_peers` entries; when full, a new
+/// peer replaces the entry closest to expiry only if it would outlive it.
+#[derive(Debug)]
+pub struct Directory {
+    entries: BTreeMap<PeerId, Entry>,
+    max_peers: usize,
+    /// Newest sequence number seen per peer, kept after an entry goes so that
+    /// a replay of an older announcement cannot bring it back.
+    seen: BTreeMap<PeerId, u64>,
+    seen_order: VecDeque<PeerId>,
+    /// Rebuilt when entries change, so that ranking many offers stays fast.
+    index: Option<Index>,
+}
+
+impl Directory {
+    /// An empty directory for at most `max_peers` peers.
+    pub fn new(max_peers: usize) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            max_peers: max_peers.max(1),
+            seen: BTreeMap::new(),
+            seen_order: VecDeque::new(),
+            index: None,
+        }
+    }
+
+    /// Applies a verified announcement.
+    pub fn apply(
+        &mut self,
+        a: Announcement,
+        source: Source,
+        now_ms: u64,
+    ) -> Result<Update, AnnouncementError> {
+        if let Some(&known) = self.seen.get(&a.peer)
+            && a.seq <= known
+        {
+            return Err(AnnouncementError::Stale { seq: a.seq, known });
+        }
+        self.remember_seq(a.peer, a.seq);
+        let expires_at_ms = a.expires_at_ms();
+        let capabilities = a.document.into_capabilities();
+        let update = match self.entries.get(&a.peer) {
+            None => Update::Added,
+            Some(e) if e.capabilities == capabilities && e.addrs == a.addrs => Update::Refreshed,
+            Some(_) => Update::Changed,
+        };
+        if update == Update::Added && self.entries.len() >= self.max_peers {
+            let soonest = self
+                .entries
+                .values()
+                .min_by_key(|e| e.expires_at_ms)
+                .map(|e| (e.peer, e.expires_at_ms));
+            match soonest {
+                Some((victim, at)) if at < expires_at_ms => {
+                    self.entries.remove(&victim);
+                }
+                _ => {
+                    return Err(AnnouncementError::Malformed(
+                        "the directory is full".to_owned(),
+                    ));
+                }
+            }
+        }
+        if update != Update::Refreshed {
+            self.index = None;
+        }
+        self.entries.insert(
+            a.peer,
+            Entry {
+                peer: a.peer,
+                capabilities,
+                addrs: a.addrs,
+                seq: a.seq,
+                last_seen_ms: now_ms,
+                expires_at_ms,
+                source,
+            },
+        );
+        Ok(update)
+    }
+
+    fn remember_seq(&mut self, peer: PeerId, seq: u64) {
+        if self.seen.insert(peer, seq).is_none() {
+            self.seen_order.push_back(peer);
+            // Keep the memory of sequence numbers bounded too.
+            while self.seen_order.len() > self.max_peers.saturating_mul(4) {
+                if let Some(old) = self.seen_order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Removes entries whose time to live has passed; returns their peers.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<PeerId> {
+        let gone: Vec<PeerId> = self
+            .entries
+            .values()
+            .filter(|e| e.expires_at_ms <= now_ms)
+            .map(|e| e.peer)
+            .collect();
+        for peer in &gone {
+            self.entries.remove(peer);
+        }
+        if !gone.is_empty() {
+            self.index = None;
+        }
+        gone
+    }
+
+    /// Forgets a peer (it left).
+    pub fn remove(&mut self, peer: &PeerId) -> Option<Entry> {
+        let removed = self.entries.remove(peer);
+        if removed.is_some() {
+            self.index = None;
+        }
+        removed
+    }
+
+    /// One peer's entry.
+    pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
+        self.entries.get(peer)
+    }
+
+    /// Every entry, by peer id.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Number of peers known.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no peer is known.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The index of every known offer, rebuilt only after a change.
+    pub fn index(&mut self) -> &Index {
+        let entries = &self.entries;
+        self.index.get_or_insert_with(|| {
+            Index::new(
+                entries
+                    .values()
+                    .flat_map(|e| {
+                        let agent = agent_id(&e.peer);
+                        e.capabilities
+                            .iter()
+                            .map(move |c| Offer::new(agent.clone(), c.clone()))
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Ranks the known offers for a query.
+    pub fn rank(&mut self, matcher: &Matcher, query: &Query) -> Vec<Match<'_>> {
+        let index = self.index();
+        matcher.rank_in(index, query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecco_core::CapabilityDocument;
+
+    use super::*;
+    use crate::Identity;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn announcement(peer: PeerId, seq: u64, caps: &[&str], ttl_secs: u32) -> Announcement {
+        Announcement {
+            peer,
+            mesh: "ecco".into(),
+            seq,
+            issued_at_ms: NOW,
+            ttl_secs,
+            addrs: Vec::new(),
+            document: CapabilityDocument::new(caps.iter().map(|c| c.parse().unwrap()).collect())
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn learns_updates_and_rejects_replays() {
+        let peer = Identity::generate().peer_id();
+        let mut d = Directory::new(10);
+        let one = announcement(peer, 1, &["llm/chat a@1.0.0 +summarize"], 60);
+        assert_eq!(d.apply(one.clone(), Source::Gossip, NOW), Ok(Update::Added));
+        assert_eq!(
+            d.apply(one.clone(), Source::Gossip, NOW),
+            Err(AnnouncementError::Stale { seq: 1, known: 1 })
+        );
+        let mut two = one.clone();
+        two.seq = 2;
+        assert_eq!(d.apply(two, Source::Gossip, NOW + 1), Ok(Update::Refreshed));
+        let three = announcement(peer, 3, &["llm/chat a@1.1.0 +summarize"], 60);
+        assert_eq!(d.apply(three, Source::Fetch, NOW + 2), Ok(Update::Changed));
+        let e = d.get(&peer).unwrap();
+        assert_eq!(
+            (e.seq, e.source, e.last_seen_ms),
+            (3, Source::Fetch, NOW + 2)
+        );
+
+        // Gone, and an old announcement replayed cannot bring it back.
+        d.remove(&peer);
+        assert!(matches!(
+            d.apply(one, Source::Gossip, NOW + 3),
+            Err(AnnouncementError::Stale { .. })
+        ));
+    }
+
+    #[test]
+    fn entries_expire() {
+        let a = Identity::generate().peer_id();
+        let b = Identity::generate().peer_id();
+        let mut d = Directory::new(10);
+        d.apply(announcement(a, 1, &["x n@1.0.0"], 10), Source::Gossip, NOW)
+            .unwrap();
+        d.apply(announcement(b, 1, &["x n@1.0.0"], 60), Source::Gossip, NOW)
+            .unwrap();
+        assert!(d.expire(NOW + 9_999).is_empty());
+        assert_eq!(d.expire(NOW + 10_000), vec![a]);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn is_bounded() {
+        let mut d = Directory::new(2);
+        let peers: Vec<PeerId> = (0..3).map(|_| Identity::generate().peer_id()).collect();
+        d.apply(
+            announcement(peers[0], 1, &["x n@1.0.0"], 30),
+            Source::Gossip,
+            NOW,
+        )
+        .unwrap();
+        d.apply(
+            announcement(peers[1], 1, &["x n@1.0.0"], 60),
+            Source::Gossip,
+            NOW,
+        )
+        .unwrap();
+        // A newcomer that outlives the soonest-expiring entry replaces it.
+        d.apply(
+            announcement(peers[2], 1, &["x n@1.0.0"], 90),
+            Source::Gossip,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.len(), 2);
+        assert!(d.get(&peers[0]).is_none());
+        // One that would not outlive anything is refused.
+        let late = Identity::generate().peer_id();
+        assert!(
+            d.apply(
+                announcement(late, 1, &["x n@1.0.0"], 10),
+                Source::Gossip,
+                NOW
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn ranks_what_it_knows() {
+        let a = Identity::generate().peer_id();
+        let b = Identity::generate().peer_id();
+        let mut d = Directory::new(10);
+        d.apply(
+            announcement(a, 1, &["llm/chat a@1.0.0 +summarize price=0.002"], 60),
+            Source::Gossip,
+            NOW,
+        )
+        .unwrap();
+        d.apply(
+            announcement(b, 1, &["llm/chat b@1.0.0 +summarize price=0.02"], 60),
+            Source::Gossip,
+            NOW,
+        )
+        .unwrap();
+        let q: Query = "llm/* +summarize price<=0.01".parse().unwrap();
+        let ranked = d.rank(&Matcher::default(), &q);
+        assert_eq!(ranked.len(), 1);
+        assert_eq!(ranked[0].offer.agent, agent_id(&a));
+        d.remove(&a);
+        assert!(
+            d.rank(&Matcher::default(), &q).is_empty(),
+            "the index follows removals"
+        );
+    }
+}

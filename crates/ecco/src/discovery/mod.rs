@@ -1,0 +1,9 @@
+//! What the node knows of other agents, and the signed announcements that
+//! tell it. Both are free of I/O: time is passed in (milliseconds since the
+//! Unix epoch), so the rules are tested deterministically.
+
+mod announcement;
+mod directory;
+
+pub use announcement::{Announcement, AnnouncementError, DOMAIN, SignedAnnouncement, limits};
+pub use directory::{Directory, Entry, Source, Update};
