@@ -3,7 +3,7 @@
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, identify, identity::Keypair,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair,
     memory_connection_limits, ping, request_response,
 };
 
@@ -19,12 +19,14 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) messaging: request_response::Behaviour<Codec>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
 }
 
 /// The protocol ids of a mesh, namespaced by its name.
 pub(crate) struct Protocols {
     pub(crate) identify: String,
     pub(crate) request: StreamProtocol,
+    pub(crate) announcements: gossipsub::IdentTopic,
 }
 
 impl Protocols {
@@ -34,12 +36,17 @@ impl Protocols {
         Ok(Self {
             identify: format!("/ecco/{mesh}/1.0.0"),
             request,
+            announcements: gossipsub::IdentTopic::new(format!("/ecco/{mesh}/capabilities/1")),
         })
     }
 }
 
 impl Behaviour {
-    pub(crate) fn new(key: &Keypair, config: &Config, protocols: &Protocols) -> Self {
+    pub(crate) fn new(
+        key: &Keypair,
+        config: &Config,
+        protocols: &Protocols,
+    ) -> Result<Self, String> {
         let l = &config.limits;
         let allow = config.allow.as_ref().map(|peers| {
             let mut b = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
@@ -65,7 +72,23 @@ impl Behaviour {
                 .with_request_timeout(l.request_timeout)
                 .with_max_concurrent_streams(l.max_concurrent_streams),
         );
-        Self {
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            // Authors sign every message, and nothing is forwarded before the
+            // application has validated it.
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .max_transmit_size(crate::discovery::limits::MAX_BYTES + 4096)
+            .build()
+            .map_err(|e| format!("gossipsub configuration: {e}"))?;
+        let mut gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(|e| format!("gossipsub: {e}"))?;
+        gossipsub
+            .subscribe(&protocols.announcements)
+            .map_err(|e| format!("cannot subscribe to the announcement topic: {e}"))?;
+        Ok(Self {
             allow: allow.into(),
             limits: connection_limits::Behaviour::new(limits),
             memory: memory_connection_limits::Behaviour::with_max_percentage(l.max_memory_fraction),
@@ -75,6 +98,7 @@ impl Behaviour {
             ),
             ping: ping::Behaviour::default(),
             messaging,
-        }
+            gossipsub,
+        })
     }
 }

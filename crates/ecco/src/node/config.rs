@@ -65,6 +65,12 @@ pub struct Limits {
     pub inbound_queue: usize,
     /// Events buffered per subscriber (default 256); a slower subscriber misses the oldest.
     pub event_buffer: usize,
+    /// Most peers the capability directory holds (default 10,000).
+    pub max_directory_peers: usize,
+    /// How long an announcement of this node's capabilities stays valid (default 5 min).
+    pub announcement_ttl: Duration,
+    /// How often the node re-announces unchanged capabilities (default: a third of the TTL).
+    pub reannounce_every: Duration,
     /// Most requests served concurrently per connection (default 64).
     pub max_concurrent_streams: usize,
 }
@@ -84,6 +90,9 @@ impl Default for Limits {
             inbound_queue: 64,
             event_buffer: 256,
             max_concurrent_streams: 64,
+            max_directory_peers: 10_000,
+            announcement_ttl: Duration::from_secs(300),
+            reannounce_every: Duration::from_secs(100),
         }
     }
 }

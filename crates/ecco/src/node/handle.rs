@@ -1,5 +1,6 @@
 //! The handle callers hold, the inbox of inbound requests, and node events.
 
+use ecco_core::{Capability, Query};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -8,6 +9,7 @@ use super::config::Config;
 use super::event_loop::{self, Command};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use crate::Identity;
+use crate::discovery::Entry;
 
 /// A cheap, cloneable handle to a running node.
 #[derive(Debug, Clone)]
@@ -26,6 +28,21 @@ pub enum Event {
     PeerConnected(PeerId),
     /// The last connection to a peer closed.
     PeerDisconnected(PeerId),
+    /// A peer's capabilities were learned or changed.
+    CapabilitiesLearned(PeerId),
+    /// A peer's capabilities expired.
+    CapabilitiesExpired(PeerId),
+}
+
+/// A capability found in the directory, with its match score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// Who offers it.
+    pub peer: PeerId,
+    /// What is offered.
+    pub capability: Capability,
+    /// The match score in `[0, 1]`.
+    pub score: f64,
 }
 
 /// Inbound requests, in arrival order. Bounded: when it is full, further
@@ -150,6 +167,33 @@ impl Node {
         })
         .await
         .map_err(|_| RequestError::NodeStopped)?
+    }
+
+    /// Sets the capabilities this node offers and announces them at once
+    /// (and then periodically, and whenever a peer joins).
+    pub async fn set_capabilities(&self, capabilities: Vec<Capability>) -> Result<(), NodeError> {
+        self.ask(|tx| Command::SetCapabilities {
+            capabilities,
+            reply: tx,
+        })
+        .await?
+    }
+
+    /// Ranks the capabilities in the local directory for a query, best first.
+    pub async fn find(&self, query: Query) -> Result<Vec<Found>, NodeError> {
+        self.ask(|tx| Command::Find { query, reply: tx }).await
+    }
+
+    /// Everything the local directory holds.
+    pub async fn directory(&self) -> Result<Vec<Entry>, NodeError> {
+        self.ask(Command::Directory).await
+    }
+
+    /// Publishes raw bytes on the announcement topic, for tests that play a
+    /// misbehaving peer. Not part of the API.
+    #[doc(hidden)]
+    pub async fn publish_raw_announcement(&self, bytes: Vec<u8>) -> Result<(), NodeError> {
+        self.ask(|tx| Command::PublishRaw(bytes, tx)).await
     }
 
     /// Closes every connection and ends the node's task.

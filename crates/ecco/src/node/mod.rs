@@ -7,10 +7,11 @@
 //! channel and queue is bounded ([`Limits`]). [`Node::shutdown`] closes the
 //! connections and ends the task; so does dropping the last handle.
 //!
-//! So far the node speaks TCP + Noise + Yamux, QUIC, DNS, identify, ping and
-//! request/response messaging, with connection and memory limits, private
-//! meshes (pnet) and an allow-list. Discovery (mDNS, Kademlia, gossipsub) is
-//! to come.
+//! So far the node speaks TCP + Noise + Yamux, QUIC, DNS, identify, ping,
+//! request/response messaging and signed gossipsub capability announcements
+//! feeding a local [directory](crate::discovery::Directory), with connection
+//! and memory limits, private meshes (pnet) and an allow-list. mDNS and the
+//! Kademlia DHT are to come.
 
 mod behaviour;
 mod codec;

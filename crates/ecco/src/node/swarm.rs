@@ -18,10 +18,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Idle connections are kept this long, so that request bursts reuse them.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) fn build(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>, NodeError> {
-    check(config)?;
-    let protocols = Protocols::new(&config.mesh).map_err(NodeError::Config)?;
-    let behaviour = |key: &libp2p::identity::Keypair| Behaviour::new(key, config, &protocols);
+pub(crate) fn build(
+    identity: &Identity,
+    config: &Config,
+    protocols: &Protocols,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let behaviour = |key: &libp2p::identity::Keypair| {
+        Behaviour::new(key, config, protocols).map_err(BoxError::from)
+    };
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let handshake_timeout = config.limits.handshake_timeout;
@@ -88,7 +92,7 @@ pub(crate) fn build(identity: &Identity, config: &Config) -> Result<Swarm<Behavi
 }
 
 /// Rejects configurations that cannot work, with a message saying why.
-fn check(config: &Config) -> Result<(), NodeError> {
+pub(crate) fn check(config: &Config) -> Result<(), NodeError> {
     let mesh = &config.mesh;
     if mesh.is_empty()
         || mesh.len() > 64

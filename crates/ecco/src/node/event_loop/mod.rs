@@ -1,5 +1,7 @@
 //! The node's task: owns the `Swarm`, serves commands, routes events.
 
+mod gossip;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -13,13 +15,15 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::NodeError;
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, Protocols};
 use super::codec::{Inbound, TOO_LARGE};
 use super::config::Config;
 use super::handle::{Event, InboundRequest};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use super::swarm;
 use crate::Identity;
+use crate::discovery::Entry;
+use ecco_core::{Capability, Query};
 
 /// How long `spawn` waits for each listener to report its address.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
@@ -42,6 +46,16 @@ pub(crate) enum Command {
         request: Request,
         reply: oneshot::Sender<Result<Answer, RequestError>>,
     },
+    SetCapabilities {
+        capabilities: Vec<Capability>,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    Find {
+        query: Query,
+        reply: oneshot::Sender<Vec<super::handle::Found>>,
+    },
+    Directory(oneshot::Sender<Vec<Entry>>),
+    PublishRaw(Vec<u8>, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -60,6 +74,7 @@ pub(crate) struct EventLoop {
     max_pending_replies: usize,
     request_timeout: Duration,
     max_request_bytes: u64,
+    gossip: gossip::State,
 }
 
 impl EventLoop {
@@ -71,7 +86,9 @@ impl EventLoop {
         inbound: mpsc::Sender<InboundRequest>,
         events: broadcast::Sender<Event>,
     ) -> Result<Self, NodeError> {
-        let mut swarm = swarm::build(identity, config)?;
+        swarm::check(config)?;
+        let protocols = Protocols::new(&config.mesh).map_err(NodeError::Config)?;
+        let mut swarm = swarm::build(identity, config, &protocols)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -131,12 +148,16 @@ impl EventLoop {
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
             request_timeout: config.limits.request_timeout,
             max_request_bytes: config.limits.max_request_bytes,
+            gossip: gossip::State::new(identity, config, protocols.announcements),
         })
     }
 
     pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(gossip::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tick.tick() => self.on_tick(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
                         self.stop();
@@ -209,6 +230,22 @@ impl EventLoop {
                     .send_request(&peer, Inbound::Request(request));
                 self.requests.insert(id, reply);
             }
+            Command::SetCapabilities {
+                capabilities,
+                reply,
+            } => {
+                let _ = reply.send(self.set_capabilities(capabilities));
+            }
+            Command::Find { query, reply } => {
+                let _ = reply.send(self.find(&query));
+            }
+            Command::Directory(reply) => {
+                let _ = reply.send(self.gossip.directory.entries().cloned().collect());
+            }
+            Command::PublishRaw(bytes, reply) => {
+                self.publish(bytes);
+                let _ = reply.send(());
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -253,6 +290,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Messaging(event)) => self.on_messaging(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) => {

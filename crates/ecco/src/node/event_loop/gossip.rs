@@ -1,0 +1,219 @@
+//! Capability announcements over gossipsub, and the directory they feed.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ecco_core::{Capability, CapabilityDocument, Matcher, Query};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+
+use super::EventLoop;
+use crate::Identity;
+use crate::discovery::{Announcement, Directory, SignedAnnouncement, Source, Update};
+use crate::node::NodeError;
+use crate::node::config::Config;
+use crate::node::handle::{Event, Found};
+
+/// How often expiry is checked and a pending announcement is sent.
+pub(super) const TICK: Duration = Duration::from_millis(250);
+/// Announcements triggered by newcomers are at most this frequent.
+const MIN_ANNOUNCE_GAP: Duration = Duration::from_millis(200);
+
+pub(super) struct State {
+    identity: Identity,
+    mesh: String,
+    topic: IdentTopic,
+    pub(super) directory: Directory,
+    matcher: Matcher,
+    capabilities: Vec<Capability>,
+    /// Starts at the wall clock in ms so that it keeps growing across restarts.
+    seq: u64,
+    ttl: Duration,
+    reannounce_every: Duration,
+    last_announced: Option<Instant>,
+    /// A newcomer subscribed, or the capabilities changed, since the last announcement.
+    announce_pending: bool,
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl State {
+    pub(super) fn new(identity: &Identity, config: &Config, topic: IdentTopic) -> Self {
+        Self {
+            identity: identity.clone(),
+            mesh: config.mesh.clone(),
+            topic,
+            directory: Directory::new(config.limits.max_directory_peers),
+            matcher: Matcher::default(),
+            capabilities: Vec::new(),
+            seq: now_ms(),
+            ttl: config.limits.announcement_ttl,
+            reannounce_every: config.limits.reannounce_every,
+            last_announced: None,
+            announce_pending: false,
+        }
+    }
+}
+
+impl EventLoop {
+    pub(super) fn set_capabilities(
+        &mut self,
+        capabilities: Vec<Capability>,
+    ) -> Result<(), NodeError> {
+        // Validates count and uniqueness exactly as receivers will.
+        CapabilityDocument::new(capabilities.clone())
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        self.gossip.capabilities = capabilities;
+        self.announce();
+        Ok(())
+    }
+
+    pub(super) fn find(&mut self, query: &Query) -> Vec<Found> {
+        let matcher = self.gossip.matcher.clone();
+        let ranked = self.gossip.directory.rank(&matcher, query);
+        ranked
+            .iter()
+            .filter_map(|m| {
+                let peer = m.offer.agent.as_str().parse().ok()?;
+                Some(Found {
+                    peer,
+                    capability: m.offer.capability.clone(),
+                    score: m.score,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn on_tick(&mut self) {
+        let now = now_ms();
+        for peer in self.gossip.directory.expire(now) {
+            tracing::debug!(%peer, "capabilities expired");
+            let _ = self.events.send(Event::CapabilitiesExpired(peer));
+        }
+        let due = self
+            .gossip
+            .last_announced
+            .is_none_or(|at| at.elapsed() >= self.gossip.reannounce_every);
+        if self.gossip.announce_pending || due {
+            self.announce();
+        }
+    }
+
+    /// Signs and publishes this node's capabilities (nothing when it offers none).
+    pub(super) fn announce(&mut self) {
+        let g = &mut self.gossip;
+        if g.capabilities.is_empty() {
+            g.announce_pending = false;
+            return;
+        }
+        if g.last_announced
+            .is_some_and(|at| at.elapsed() < MIN_ANNOUNCE_GAP)
+        {
+            g.announce_pending = true;
+            return;
+        }
+        let Ok(document) = CapabilityDocument::new(g.capabilities.clone()) else {
+            return;
+        };
+        g.seq += 1;
+        let announcement = Announcement {
+            peer: g.identity.peer_id(),
+            mesh: g.mesh.clone(),
+            seq: g.seq,
+            issued_at_ms: now_ms(),
+            ttl_secs: u32::try_from(g.ttl.as_secs()).unwrap_or(u32::MAX),
+            addrs: self
+                .swarm
+                .listeners()
+                .chain(self.swarm.external_addresses())
+                .take(crate::discovery::limits::MAX_ADDRESSES)
+                .cloned()
+                .collect(),
+            document,
+        };
+        let bytes = announcement.sign(&self.gossip.identity).to_bytes();
+        self.gossip.last_announced = Some(Instant::now());
+        self.gossip.announce_pending = false;
+        self.publish(bytes);
+    }
+
+    pub(super) fn publish(&mut self, bytes: Vec<u8>) {
+        let topic = self.gossip.topic.clone();
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => {}
+            // Nobody to tell yet: the next subscriber triggers a new announcement.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::debug!(error = %e, "announcement not published"),
+        }
+    }
+
+    pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let acceptance = self.accept(&message);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic }
+                if topic == self.gossip.topic.hash() =>
+            {
+                tracing::debug!(%peer_id, "peer subscribed to announcements");
+                self.gossip.announce_pending = true;
+                self.announce();
+            }
+            _ => {}
+        }
+    }
+
+    /// Validates an announcement and applies it to the directory.
+    fn accept(&mut self, message: &gossipsub::Message) -> MessageAcceptance {
+        let now = now_ms();
+        let announcement = match SignedAnnouncement::verify(&message.data, &self.gossip.mesh, now) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(source = ?message.source, error = %e, "announcement refused");
+                return if e.is_misbehaviour() {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                };
+            }
+        };
+        // Only the peer itself may publish its announcements.
+        if message.source != Some(announcement.peer) {
+            tracing::debug!(source = ?message.source, peer = %announcement.peer, "announcement relayed under another name");
+            return MessageAcceptance::Reject;
+        }
+        if announcement.peer == self.gossip.identity.peer_id() {
+            return MessageAcceptance::Ignore;
+        }
+        let peer = announcement.peer;
+        let addrs = announcement.addrs.clone();
+        match self
+            .gossip
+            .directory
+            .apply(announcement, Source::Gossip, now)
+        {
+            Ok(update) => {
+                for addr in addrs {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                if update != Update::Refreshed {
+                    tracing::debug!(%peer, ?update, "capabilities learned");
+                    let _ = self.events.send(Event::CapabilitiesLearned(peer));
+                }
+                MessageAcceptance::Accept
+            }
+            Err(e) if e.is_misbehaviour() => MessageAcceptance::Reject,
+            Err(_) => MessageAcceptance::Ignore,
+        }
+    }
+}
