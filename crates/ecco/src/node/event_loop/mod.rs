@@ -97,6 +97,15 @@ impl EventLoop {
                     reason: e.to_string(),
                 })?;
         }
+        let listen_error = |reason: String| NodeError::Listen {
+            addr: config
+                .listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason,
+        };
         let mut listening = 0;
         while listening < config.listen.len() {
             match tokio::time::timeout(LISTEN_WAIT, swarm.select_next_some()).await {
@@ -107,28 +116,12 @@ impl EventLoop {
                 Ok(SwarmEvent::ListenerError { error, .. })
                 | Ok(SwarmEvent::ListenerClosed {
                     reason: Err(error), ..
-                }) => {
-                    return Err(NodeError::Listen {
-                        addr: config
-                            .listen
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        reason: error.to_string(),
-                    });
-                }
+                }) => return Err(listen_error(error.to_string())),
                 Ok(_) => {}
                 Err(_) => {
-                    return Err(NodeError::Listen {
-                        addr: config
-                            .listen
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        reason: format!("no address reported within {LISTEN_WAIT:?}"),
-                    });
+                    return Err(listen_error(format!(
+                        "no address reported within {LISTEN_WAIT:?}"
+                    )));
                 }
             }
         }
