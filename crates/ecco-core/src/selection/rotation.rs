@@ -102,6 +102,16 @@ mod tests {
             .collect()
     }
 
+    fn equal_scores(offers: &[Offer]) -> Vec<Match<'_>> {
+        offers
+            .iter()
+            .map(|o| Match {
+                offer: o,
+                score: 1.0,
+            })
+            .collect()
+    }
+
     fn ids(ranked: &[Match<'_>], picked: &[usize]) -> Vec<String> {
         picked
             .iter()
@@ -112,13 +122,7 @@ mod tests {
     #[test]
     fn rotates_and_survives_membership_changes() {
         let all = offers(&["a", "b", "c", "d"]);
-        let ranked: Vec<Match<'_>> = all
-            .iter()
-            .map(|o| Match {
-                offer: o,
-                score: 1.0,
-            })
-            .collect();
+        let ranked = equal_scores(&all);
         let mut r = Rotations::default();
         assert_eq!(ids(&ranked, &r.next("q", &ranked, 3)), ["a", "b", "c"]);
         assert_eq!(ids(&ranked, &r.next("q", &ranked, 3)), ["d", "a", "b"]);
@@ -136,13 +140,7 @@ mod tests {
     #[test]
     fn state_is_bounded() {
         let all = offers(&["a"]);
-        let ranked: Vec<Match<'_>> = all
-            .iter()
-            .map(|o| Match {
-                offer: o,
-                score: 1.0,
-            })
-            .collect();
+        let ranked = equal_scores(&all);
         let mut r = Rotations::default();
         for i in 0..limits::MAX_ROTATIONS + 10 {
             r.next(&format!("q{i}"), &ranked, 1);

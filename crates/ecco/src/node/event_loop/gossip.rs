@@ -23,7 +23,8 @@ pub(super) struct State {
     topic: IdentTopic,
     pub(super) directory: Directory,
     matcher: Matcher,
-    capabilities: Vec<Capability>,
+    /// What this node offers, validated once when set; `None` until then.
+    document: Option<CapabilityDocument>,
     /// Starts at the wall clock in ms so that it keeps growing across restarts.
     seq: u64,
     ttl: Duration,
@@ -47,7 +48,7 @@ impl State {
             topic,
             directory: Directory::new(config.limits.max_directory_peers),
             matcher: Matcher::default(),
-            capabilities: Vec::new(),
+            document: None,
             seq: now_ms(),
             ttl: config.limits.announcement_ttl,
             reannounce_every: config.limits.reannounce_every,
@@ -63,9 +64,9 @@ impl EventLoop {
         capabilities: Vec<Capability>,
     ) -> Result<(), NodeError> {
         // Validates count and uniqueness exactly as receivers will.
-        CapabilityDocument::new(capabilities.clone())
-            .map_err(|e| NodeError::Config(e.to_string()))?;
-        self.gossip.capabilities = capabilities;
+        let document =
+            CapabilityDocument::new(capabilities).map_err(|e| NodeError::Config(e.to_string()))?;
+        self.gossip.document = (!document.capabilities().is_empty()).then_some(document);
         self.announce();
         Ok(())
     }
@@ -104,19 +105,16 @@ impl EventLoop {
     /// Signs and publishes this node's capabilities (nothing when it offers none).
     pub(super) fn announce(&mut self) {
         let g = &mut self.gossip;
-        if g.capabilities.is_empty() {
+        let Some(document) = g.document.clone() else {
             g.announce_pending = false;
             return;
-        }
+        };
         if g.last_announced
             .is_some_and(|at| at.elapsed() < MIN_ANNOUNCE_GAP)
         {
             g.announce_pending = true;
             return;
         }
-        let Ok(document) = CapabilityDocument::new(g.capabilities.clone()) else {
-            return;
-        };
         g.seq += 1;
         let announcement = Announcement {
             peer: g.identity.peer_id(),
