@@ -2,51 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
-use ecco::discovery::{Announcement, Entry};
-use ecco::node::{Config, Event, Node};
-use ecco::{CapabilityDocument, Identity, PeerId};
-use tokio::sync::broadcast;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn node(identity: &Identity) -> Node {
-    Node::spawn(identity, Config::memory()).await.unwrap().0
-}
-
-async fn link(from: &Node, to: &Node) {
-    let addr = to.listen_addrs().await.unwrap().remove(0);
-    from.dial(addr).await.unwrap();
-}
-
-/// Waits, at most `WAIT`, until the capabilities of every peer in `peers` are learned, in any order.
-async fn learned_all(events: &mut broadcast::Receiver<Event>, peers: &[PeerId]) {
-    let mut missing: Vec<PeerId> = peers.to_vec();
-    tokio::time::timeout(WAIT, async {
-        while !missing.is_empty() {
-            match events.recv().await {
-                Ok(Event::CapabilitiesLearned(p)) => missing.retain(|m| *m != p),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("not learned within {WAIT:?}: {peers:?}"));
-}
-
-async fn learned(events: &mut broadcast::Receiver<Event>, peer: PeerId) {
-    learned_all(events, &[peer]).await;
-}
-
-fn caps(text: &[&str]) -> Vec<ecco::Capability> {
-    text.iter().map(|t| t.parse().unwrap()).collect()
-}
-
-fn entry(entries: &[Entry], peer: PeerId) -> Option<&Entry> {
-    entries.iter().find(|e| e.peer == peer)
-}
+use common::{caps, entry, expired, learned, learned_all, link, node};
+use ecco::discovery::{Announcement, Source};
+use ecco::node::{Config, FetchError, Node};
+use ecco::{CapabilityDocument, Identity};
 
 #[tokio::test]
 async fn an_announcement_reaches_every_node_of_a_chain() {
@@ -153,6 +116,11 @@ async fn forged_and_replayed_announcements_are_rejected() {
         dir.iter()
             .all(|e| e.capabilities.iter().all(|c| c.name() != "evil"))
     );
+    // Rejected messages cost their sender standing; a replay is only ignored.
+    let mallory_score = b.gossip_score(mallory.peer_id()).await.unwrap().unwrap();
+    assert!(mallory_score < 0.0, "{mallory_score}");
+    let alice_score = b.gossip_score(alice.peer_id()).await.unwrap().unwrap();
+    assert!(alice_score >= 0.0, "{alice_score}");
 }
 
 #[tokio::test]
@@ -174,4 +142,106 @@ async fn meshes_do_not_hear_each_other() {
         "a node of another mesh must not learn its capabilities"
     );
     assert!(b.directory().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_peers_document_can_be_fetched() {
+    let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let a = node(&a_id).await;
+    let mut quiet = Config::memory();
+    quiet.discovery.announcements = false;
+    let (b, _) = Node::spawn(&b_id, quiet).await.unwrap();
+    link(&b, &a).await;
+    assert_eq!(b.fetch_capabilities(a_id.peer_id()).await.unwrap(), None);
+
+    a.set_capabilities(caps(&[
+        "vision/ocr lens@1.0.0 +pdf",
+        "vision/caption eye@1.0.0",
+    ]))
+    .await
+    .unwrap();
+    let fetched = b.fetch_capabilities(a_id.peer_id()).await.unwrap().unwrap();
+    assert_eq!(fetched.source, Source::Fetch);
+    assert_eq!(fetched.capabilities.len(), 2);
+    let found = b.find("vision/ocr +pdf".parse().unwrap()).await.unwrap();
+    assert_eq!(
+        found[0].peer,
+        a_id.peer_id(),
+        "a fetched document is matchable"
+    );
+
+    // A peer nobody knows the address of cannot be fetched from.
+    let stranger = Identity::generate().peer_id();
+    assert!(matches!(
+        b.fetch_capabilities(stranger).await,
+        Err(FetchError::Unreachable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_peer_that_leaves_expires_across_the_mesh() {
+    let ids: Vec<Identity> = (0..3).map(|_| Identity::generate()).collect();
+    let mut nodes = Vec::new();
+    for id in &ids {
+        nodes.push(node(id).await);
+    }
+    link(&nodes[1], &nodes[0]).await;
+    link(&nodes[2], &nodes[1]).await;
+    let mut far = nodes[0].subscribe();
+    let leaving = ids[2].peer_id();
+    nodes[2]
+        .set_capabilities(caps(&["tool/x temp@1.0.0"]))
+        .await
+        .unwrap();
+    learned(&mut far, leaving).await;
+
+    // Offering nothing any more is said, not left to the TTL.
+    nodes[2].set_capabilities(Vec::new()).await.unwrap();
+    expired(&mut far, leaving).await;
+    nodes[2]
+        .set_capabilities(caps(&["tool/x temp@1.0.1"]))
+        .await
+        .unwrap();
+    learned(&mut far, leaving).await;
+
+    // A clean shutdown withdraws the capabilities, two hops away too.
+    nodes.pop().unwrap().shutdown().await;
+    expired(&mut far, leaving).await;
+    assert!(entry(&nodes[0].directory().await.unwrap(), leaving).is_none());
+}
+
+#[tokio::test]
+async fn a_peer_that_crashes_expires() {
+    let watcher_id = Identity::generate();
+    let watcher = node(&watcher_id).await;
+    let mut events = watcher.subscribe();
+    // The crashing node runs on its own runtime; dropping the runtime kills
+    // its task without a clean shutdown, as a crash would.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
+    let victim_id = Identity::generate();
+    let victim_peer = victim_id.peer_id();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (victim, _) = Node::spawn(&victim_id, Config::memory()).await.unwrap();
+            victim
+                .set_capabilities(caps(&["tool/x fragile@1.0.0"]))
+                .await
+                .unwrap();
+            let addr = victim.listen_addrs().await.unwrap().remove(0);
+            ready_tx.send(addr).unwrap();
+            let _ = crash_rx.await;
+        });
+        drop(rt);
+    });
+    let addr = ready_rx.await.unwrap();
+    watcher.dial(addr).await.unwrap();
+    learned(&mut events, victim_peer).await;
+    crash_tx.send(()).unwrap();
+    expired(&mut events, victim_peer).await;
+    thread.join().unwrap();
 }

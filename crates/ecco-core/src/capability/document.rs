@@ -61,6 +61,16 @@ pub enum DocumentError {
     Invalid(#[from] serde_json::Error),
 }
 
+impl Default for CapabilityDocument {
+    /// The empty document: an agent that offers nothing (or withdraws what it offered).
+    fn default() -> Self {
+        Self {
+            schema: SCHEMA_VERSION,
+            capabilities: Vec::new(),
+        }
+    }
+}
+
 impl CapabilityDocument {
     /// Bundles capabilities, checking their number and that no two share type, name and version.
     pub fn new(capabilities: Vec<Capability>) -> Result<Self, ValidationError> {

@@ -53,6 +53,9 @@ pub enum Update {
     Changed,
     /// A known peer, same content, renewed.
     Refreshed,
+    /// The peer announced that it offers nothing (it is leaving, or stopped
+    /// offering): its entry, if any, is gone.
+    Withdrawn,
 }
 
 /// The directory. Bounded: at most `max_peers` entries; when full, a new
@@ -96,6 +99,10 @@ impl Directory {
         self.remember_seq(a.peer, a.seq);
         let expires_at_ms = a.expires_at_ms();
         let capabilities = a.document.into_capabilities();
+        if capabilities.is_empty() {
+            self.remove(&a.peer);
+            return Ok(Update::Withdrawn);
+        }
         let update = match self.entries.get(&a.peer) {
             None => Update::Added,
             Some(e) if e.capabilities == capabilities && e.addrs == a.addrs => Update::Refreshed,
@@ -268,6 +275,34 @@ mod tests {
             d.apply(one, Source::Gossip, NOW + 3),
             Err(AnnouncementError::Stale { .. })
         ));
+    }
+
+    #[test]
+    fn an_empty_announcement_withdraws() {
+        let peer = Identity::generate().peer_id();
+        let mut d = Directory::new(10);
+        d.apply(
+            announcement(peer, 1, &["x n@1.0.0"], 60),
+            Source::Gossip,
+            NOW,
+        )
+        .unwrap();
+        let empty = announcement(peer, 2, &[], 60);
+        assert_eq!(
+            d.apply(empty.clone(), Source::Gossip, NOW),
+            Ok(Update::Withdrawn)
+        );
+        assert!(d.get(&peer).is_none());
+        assert!(d.index().is_empty());
+        // The withdrawal is not undone by a replay of what came before it.
+        assert!(
+            d.apply(
+                announcement(peer, 1, &["x n@1.0.0"], 60),
+                Source::Gossip,
+                NOW
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Unix epoch), so the rules are tested deterministically.
 
 mod announcement;
+pub mod dht;
 mod directory;
 
 pub use announcement::{Announcement, AnnouncementError, DOMAIN, SignedAnnouncement, limits};

@@ -1,14 +1,18 @@
 //! The libp2p behaviours a node runs, composed into one.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair,
-    memory_connection_limits, ping, request_response,
+    kad, mdns, memory_connection_limits, ping, request_response,
 };
 
 use super::codec::Codec;
 use super::config::Config;
+use super::fetch;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -19,23 +23,35 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) messaging: request_response::Behaviour<Codec>,
-    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) fetch: request_response::Behaviour<fetch::Codec>,
+    pub(crate) streams: libp2p_stream::Behaviour,
+    pub(crate) kad: Toggle<kad::Behaviour<MemoryStore>>,
+    pub(crate) gossipsub: Toggle<gossipsub::Behaviour>,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 /// The protocol ids of a mesh, namespaced by its name.
 pub(crate) struct Protocols {
     pub(crate) identify: String,
     pub(crate) request: StreamProtocol,
+    pub(crate) stream: StreamProtocol,
+    pub(crate) fetch: StreamProtocol,
+    pub(crate) kad: StreamProtocol,
     pub(crate) announcements: gossipsub::IdentTopic,
 }
 
 impl Protocols {
     pub(crate) fn new(mesh: &str) -> Result<Self, String> {
-        let request = StreamProtocol::try_from_owned(format!("/ecco/{mesh}/request/1.0.0"))
-            .map_err(|e| format!("mesh name `{mesh}` does not make a protocol id: {e}"))?;
+        let id = |name: &str| {
+            StreamProtocol::try_from_owned(format!("/ecco/{mesh}/{name}/1.0.0"))
+                .map_err(|e| format!("mesh name `{mesh}` does not make a protocol id: {e}"))
+        };
         Ok(Self {
             identify: format!("/ecco/{mesh}/1.0.0"),
-            request,
+            request: id("request")?,
+            stream: id("stream")?,
+            fetch: id("capabilities/fetch")?,
+            kad: id("kad")?,
             announcements: gossipsub::IdentTopic::new(format!("/ecco/{mesh}/capabilities/1")),
         })
     }
@@ -72,22 +88,31 @@ impl Behaviour {
                 .with_request_timeout(l.request_timeout)
                 .with_max_concurrent_streams(l.max_concurrent_streams),
         );
-        let gossip_config = gossipsub::ConfigBuilder::default()
-            // Authors sign every message, and nothing is forwarded before the
-            // application has validated it.
-            .validation_mode(gossipsub::ValidationMode::Strict)
-            .validate_messages()
-            .max_transmit_size(crate::discovery::limits::MAX_BYTES + 4096)
-            .build()
-            .map_err(|e| format!("gossipsub configuration: {e}"))?;
-        let mut gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossip_config,
-        )
-        .map_err(|e| format!("gossipsub: {e}"))?;
-        gossipsub
-            .subscribe(&protocols.announcements)
-            .map_err(|e| format!("cannot subscribe to the announcement topic: {e}"))?;
+        let fetch = request_response::Behaviour::with_codec(
+            fetch::Codec,
+            [(
+                protocols.fetch.clone(),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(l.request_timeout)
+                .with_max_concurrent_streams(l.max_concurrent_streams),
+        );
+        let discovery = config.discovery;
+        let gossipsub = if discovery.announcements {
+            Some(gossip(key, protocols)?)
+        } else {
+            None
+        };
+        let kad = discovery.dht.then(|| dht(key, config, protocols));
+        let mdns = if discovery.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), key.public().to_peer_id())
+                    .map_err(|e| format!("mDNS: {e}"))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             allow: allow.into(),
             limits: connection_limits::Behaviour::new(limits),
@@ -98,7 +123,94 @@ impl Behaviour {
             ),
             ping: ping::Behaviour::default(),
             messaging,
-            gossipsub,
+            fetch,
+            streams: libp2p_stream::Behaviour::new(),
+            kad: kad.into(),
+            gossipsub: gossipsub.into(),
+            mdns: mdns.into(),
         })
     }
+}
+
+/// Gossipsub for announcements: strict signing, application validation, and
+/// peer scoring so that a peer whose messages are rejected loses standing.
+fn gossip(key: &Keypair, protocols: &Protocols) -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        // Authors sign every message, and nothing is forwarded before the
+        // application has validated it.
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(crate::discovery::limits::MAX_BYTES + 4096)
+        .build()
+        .map_err(|e| format!("gossipsub configuration: {e}"))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .map_err(|e| format!("gossipsub: {e}"))?;
+    gossipsub
+        .with_peer_score(
+            score_params(protocols),
+            gossipsub::PeerScoreThresholds::default(),
+        )
+        .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
+    gossipsub
+        .subscribe(&protocols.announcements)
+        .map_err(|e| format!("cannot subscribe to the announcement topic: {e}"))?;
+    Ok(gossipsub)
+}
+
+/// Announcements are rare (one per peer every few minutes), so the delivery
+/// counters that suit busy topics would punish every peer, and time in the
+/// mesh would outweigh everything; only first deliveries earn a little (at
+/// most +5) and invalid messages cost (-10 times their count squared). Three
+/// rejected messages put a peer under the graylist threshold (-80); the
+/// penalty halves in about a minute.
+fn score_params(protocols: &Protocols) -> gossipsub::PeerScoreParams {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.5,
+        first_message_deliveries_cap: 10.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    let mut params = gossipsub::PeerScoreParams::default();
+    params.topics.insert(protocols.announcements.hash(), topic);
+    // Many nodes on one host are normal in tests and demos, not a Sybil attack.
+    params.ip_colocation_factor_whitelist.extend([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
+    params
+}
+
+/// Kademlia in server mode (every Ecco node serves the DHT, even behind a
+/// loopback or memory address), with records filtered by the event loop.
+fn dht(key: &Keypair, config: &Config, protocols: &Protocols) -> kad::Behaviour<MemoryStore> {
+    let l = &config.limits;
+    let peer = key.public().to_peer_id();
+    let store = MemoryStore::with_config(
+        peer,
+        MemoryStoreConfig {
+            max_records: l.max_dht_records,
+            max_value_bytes: 0,
+            max_providers_per_key: kad::K_VALUE.get(),
+            max_provided_keys: crate::discovery::dht::MAX_PUBLISHED_KEYS,
+        },
+    );
+    let mut kad_config = kad::Config::new(protocols.kad.clone());
+    kad_config
+        .set_query_timeout(l.lookup_timeout)
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_provider_record_ttl(Some(l.provider_ttl))
+        .set_provider_publication_interval(Some(l.provider_republish))
+        // Ecco stores no values, only provider records.
+        .set_record_ttl(None)
+        .set_replication_interval(None)
+        .set_publication_interval(None);
+    let mut kad = kad::Behaviour::with_config(peer, store, kad_config);
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub swarm_key: Option<SwarmKey>,
     /// When set, only these peers may connect.
     pub allow: Option<BTreeSet<PeerId>>,
+    /// Which discovery mechanisms run.
+    pub discovery: Discovery,
     /// Bounds on sizes, times, connections and queues.
     pub limits: Limits,
 }
@@ -38,6 +40,32 @@ pub enum Transport {
     Network,
     /// In-process memory transport with Noise and Yamux, for tests.
     Memory,
+}
+
+/// Which discovery mechanisms a node runs. All are on by default; tests and
+/// demos on one machine turn mDNS off so that nothing is multicast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discovery {
+    /// Zero-config discovery on the LAN by multicast DNS. Needs the network
+    /// transport. What mDNS says is only a hint: the Noise handshake proves
+    /// who a peer is.
+    pub mdns: bool,
+    /// The Kademlia DHT: this node's capabilities are published as provider
+    /// records, and [`Node::lookup`](super::Node::lookup) finds others'.
+    pub dht: bool,
+    /// Signed gossipsub announcements, plus a capability fetch from each peer
+    /// this node connects to.
+    pub announcements: bool,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            mdns: true,
+            dht: true,
+            announcements: true,
+        }
+    }
 }
 
 /// Bounds on everything a peer or a caller can make large.
@@ -73,6 +101,24 @@ pub struct Limits {
     pub reannounce_every: Duration,
     /// Most requests served concurrently per connection (default 64).
     pub max_concurrent_streams: usize,
+    /// Most streaming requests served at once, over all peers (default 64).
+    pub max_streaming_requests: usize,
+    /// Chunks a streaming handler may send ahead of the network (default 16).
+    pub stream_buffer: usize,
+    /// How long a DHT lookup may take (default 10 s).
+    pub lookup_timeout: Duration,
+    /// Most providers whose capabilities one lookup fetches (default 20).
+    pub max_lookup_providers: usize,
+    /// How long others keep this node's provider records (default 24 h).
+    pub provider_ttl: Duration,
+    /// How often this node republishes its provider records; less than the
+    /// TTL so that they never lapse (default 6 h).
+    pub provider_republish: Duration,
+    /// Most DHT keys this node stores provider records under (default 16,384).
+    pub max_dht_records: usize,
+    /// Most DHT keys one peer may hold provider records under in this node's
+    /// store (default 256): a peer cannot stuff it.
+    pub max_provider_keys_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +139,14 @@ impl Default for Limits {
             max_directory_peers: 10_000,
             announcement_ttl: Duration::from_secs(300),
             reannounce_every: Duration::from_secs(100),
+            max_streaming_requests: 64,
+            stream_buffer: 16,
+            lookup_timeout: Duration::from_secs(10),
+            max_lookup_providers: 20,
+            provider_ttl: Duration::from_secs(24 * 3600),
+            provider_republish: Duration::from_secs(6 * 3600),
+            max_dht_records: 16_384,
+            max_provider_keys_per_peer: 256,
         }
     }
 }
@@ -112,25 +166,36 @@ impl Default for Config {
             transport: Transport::Network,
             swarm_key: None,
             allow: None,
+            discovery: Discovery::default(),
             limits: Limits::default(),
         }
     }
 }
 
 impl Config {
-    /// A configuration for in-process tests: memory transport, one listener.
+    /// A configuration for in-process tests: memory transport, one listener,
+    /// no mDNS.
     pub fn memory() -> Self {
         Self {
             listen: vec![Multiaddr::empty().with(Protocol::Memory(0))],
             transport: Transport::Memory,
+            discovery: Discovery {
+                mdns: false,
+                ..Discovery::default()
+            },
             ..Self::default()
         }
     }
 
-    /// A configuration listening on loopback TCP only.
+    /// A configuration listening on loopback TCP only, without mDNS, so that
+    /// nothing leaves the machine (demos, tests, benchmarks).
     pub fn loopback() -> Self {
         Self {
             listen: vec![tcp(Ipv4Addr::LOCALHOST)],
+            discovery: Discovery {
+                mdns: false,
+                ..Discovery::default()
+            },
             ..Self::default()
         }
     }

@@ -2,21 +2,25 @@
 
 use ecco_core::{Capability, Query};
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::NodeError;
 use super::config::Config;
 use super::event_loop::{self, Command};
+use super::fetch::FetchError;
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+use super::streaming::{self, ReplySink, ReplyStream};
 use crate::Identity;
-use crate::discovery::Entry;
+use crate::discovery::{Entry, dht};
 
 /// A cheap, cloneable handle to a running node.
 #[derive(Debug, Clone)]
 pub struct Node {
     peer_id: PeerId,
+    mesh: String,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    streams: streaming::Client,
 }
 
 /// Something that happened in the node.
@@ -24,14 +28,22 @@ pub struct Node {
 pub enum Event {
     /// The node listens on a new address.
     Listening(Multiaddr),
+    /// mDNS found a peer on the LAN (a hint until the handshake proves it).
+    PeerDiscovered(PeerId),
     /// The first connection to a peer was established.
     PeerConnected(PeerId),
     /// The last connection to a peer closed.
     PeerDisconnected(PeerId),
     /// A peer's capabilities were learned or changed.
     CapabilitiesLearned(PeerId),
-    /// A peer's capabilities expired.
+    /// A peer's capabilities expired, were withdrawn, or the peer left.
     CapabilitiesExpired(PeerId),
+    /// This node's capabilities were published in the DHT, as provider
+    /// records under this many keys.
+    PublishedToDht {
+        /// Keys whose publication reached at least one peer.
+        keys: usize,
+    },
 }
 
 /// A capability found in the directory, with its match score.
@@ -67,22 +79,60 @@ pub struct InboundRequest {
     pub peer: PeerId,
     /// What they asked.
     pub request: Request,
-    pub(crate) reply: oneshot::Sender<Reply>,
+    pub(crate) reply: Responder,
+}
+
+/// Where an inbound request's reply goes.
+#[derive(Debug)]
+pub(crate) enum Responder {
+    /// One answer, over request/response.
+    Unary(oneshot::Sender<Reply>),
+    /// Chunks then an end, over a stream.
+    Stream(mpsc::Sender<streaming::Frame>),
 }
 
 impl InboundRequest {
-    /// Answers the request.
+    /// Whether the requester asked for a streaming reply.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.reply, Responder::Stream(_))
+    }
+
+    /// Answers the request (a streaming requester gets it as one chunk).
     pub fn respond(self, answer: Answer) {
         // The requester may have given up already; there is no one to tell.
-        let _ = self.reply.send(Reply::Answer(answer));
+        match self.reply {
+            Responder::Unary(reply) => {
+                let _ = reply.send(Reply::Answer(answer));
+            }
+            Responder::Stream(tx) => {
+                // The buffer holds at least two frames, and nothing else was sent.
+                let _ = tx.try_send(streaming::Frame::Chunk(answer));
+                let _ = tx.try_send(streaming::Frame::End);
+            }
+        }
     }
 
     /// Declines or reports a failure, with a message for the requester.
     pub fn reject(self, kind: RemoteErrorKind, message: impl Into<String>) {
-        let _ = self.reply.send(Reply::Error(RemoteError {
+        let error = RemoteError {
             kind,
             message: message.into(),
-        }));
+        };
+        match self.reply {
+            Responder::Unary(reply) => {
+                let _ = reply.send(Reply::Error(error));
+            }
+            Responder::Stream(tx) => {
+                let _ = tx.try_send(streaming::Frame::Error(error));
+            }
+        }
+    }
+
+    /// Replies chunk by chunk. A requester that asked for one answer (with
+    /// [`Node::request`]) gets the chunks collected into a JSON array when
+    /// the sink ends, so a streaming handler serves both kinds.
+    pub fn stream(self) -> ReplySink {
+        ReplySink::new(self.reply)
     }
 }
 
@@ -93,19 +143,42 @@ impl Node {
         let (commands_tx, commands_rx) = mpsc::channel(config.limits.command_queue);
         let (inbound_tx, inbound_rx) = mpsc::channel(config.limits.inbound_queue);
         let (events, _) = broadcast::channel(config.limits.event_buffer);
+        let (stop_tx, stop_rx) = watch::channel(());
         let event_loop = event_loop::EventLoop::start(
             identity,
             &config,
             commands_rx,
-            inbound_tx,
+            inbound_tx.clone(),
             events.clone(),
+            stop_tx,
         )
         .await?;
+        let mut control = event_loop.stream_control();
+        let protocols =
+            super::behaviour::Protocols::new(&config.mesh).map_err(NodeError::Config)?;
+        let incoming = control
+            .accept(protocols.stream.clone())
+            .map_err(|e| NodeError::Config(format!("stream protocol: {e:?}")))?;
+        tokio::spawn(streaming::serve(
+            incoming,
+            inbound_tx,
+            config.limits.clone(),
+            stop_rx,
+        ));
         tokio::spawn(event_loop.run());
+        let l = &config.limits;
         let node = Node {
             peer_id: identity.peer_id(),
+            mesh: config.mesh.clone(),
             commands: commands_tx,
             events,
+            streams: streaming::Client {
+                control,
+                protocol: protocols.stream,
+                timeout: l.request_timeout,
+                max_request: l.max_request_bytes,
+                max_response: l.max_response_bytes,
+            },
         };
         Ok((node, Inbox { rx: inbound_rx }))
     }
@@ -169,6 +242,18 @@ impl Node {
         .map_err(|_| RequestError::NodeStopped)?
     }
 
+    /// Sends a request and receives the reply as a stream of chunks, for
+    /// long outputs such as LLM tokens. The handler on the other side uses
+    /// [`InboundRequest::stream`]; one that answers with `respond` sends one
+    /// chunk. Each chunk must arrive within the request timeout of the last.
+    pub async fn request_stream(
+        &self,
+        peer: PeerId,
+        request: Request,
+    ) -> Result<ReplyStream, RequestError> {
+        self.streams.clone().request(peer, request).await
+    }
+
     /// Sets the capabilities this node offers and announces them at once
     /// (and then periodically, and whenever a peer joins).
     pub async fn set_capabilities(&self, capabilities: Vec<Capability>) -> Result<(), NodeError> {
@@ -184,6 +269,36 @@ impl Node {
         self.ask(|tx| Command::Find { query, reply: tx }).await
     }
 
+    /// Finds providers for `query` in the DHT, fetches their capability
+    /// documents into the directory, and ranks the directory for the query,
+    /// best first. Waits at most the lookup timeout for the DHT, then the
+    /// request timeout for the fetches. Needs a capability type: `*` cannot
+    /// be looked up.
+    pub async fn lookup(&self, query: &Query) -> Result<Vec<Found>, NodeError> {
+        let key = dht::lookup_key(&self.mesh, query).ok_or_else(|| {
+            NodeError::Config("a DHT lookup needs a capability type, not `*`".to_owned())
+        })?;
+        let candidates = self.ask(|tx| Command::Lookup { key, reply: tx }).await??;
+        let fetched =
+            futures::future::join_all(candidates.into_iter().map(|(peer, rx)| async move {
+                match rx.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "provider not fetched"),
+                    Err(_) => tracing::debug!(%peer, "provider fetch abandoned"),
+                }
+            }));
+        fetched.await;
+        self.find(query.clone()).await
+    }
+
+    /// Asks a peer for its capability document and puts it in the
+    /// directory; `None` when it offers nothing.
+    pub async fn fetch_capabilities(&self, peer: PeerId) -> Result<Option<Entry>, FetchError> {
+        self.ask(|tx| Command::Fetch { peer, reply: tx })
+            .await
+            .map_err(|_| FetchError::NodeStopped)?
+    }
+
     /// Everything the local directory holds.
     pub async fn directory(&self) -> Result<Vec<Entry>, NodeError> {
         self.ask(Command::Directory).await
@@ -194,6 +309,13 @@ impl Node {
     #[doc(hidden)]
     pub async fn publish_raw_announcement(&self, bytes: Vec<u8>) -> Result<(), NodeError> {
         self.ask(|tx| Command::PublishRaw(bytes, tx)).await
+    }
+
+    /// The gossipsub score this node gives a peer, for tests that check a
+    /// misbehaving peer is penalised. Not part of the API.
+    #[doc(hidden)]
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NodeError> {
+        self.ask(|tx| Command::GossipScore(peer, tx)).await
     }
 
     /// Closes every connection and ends the node's task.

@@ -56,6 +56,13 @@ impl Answer {
             attachments: Vec::new(),
         }
     }
+
+    /// Adds a binary attachment.
+    #[must_use]
+    pub fn attach(mut self, bytes: Vec<u8>) -> Self {
+        self.attachments.push(ByteBuf::from(bytes));
+        self
+    }
 }
 
 /// What travels back: an answer or a typed error from the remote side.

@@ -17,13 +17,17 @@ mod behaviour;
 mod codec;
 mod config;
 mod event_loop;
+mod fetch;
 mod handle;
 mod messaging;
+mod streaming;
 mod swarm;
 
-pub use config::{Config, Limits, SwarmKey, Transport, generate_swarm_key};
-pub use handle::{Event, InboundRequest, Inbox, Node};
+pub use config::{Config, Discovery, Limits, SwarmKey, Transport, generate_swarm_key};
+pub use fetch::FetchError;
+pub use handle::{Event, Found, InboundRequest, Inbox, Node};
 pub use messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+pub use streaming::{Closed, ReplySink, ReplyStream};
 
 /// Why a node could not start or carry out a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

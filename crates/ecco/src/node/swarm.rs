@@ -104,6 +104,11 @@ pub(crate) fn check(config: &Config) -> Result<(), NodeError> {
             "mesh name `{mesh}` must be 1 to 64 of a-z, 0-9, '-', '_', '.'"
         )));
     }
+    if config.discovery.mdns && config.transport == Transport::Memory {
+        return Err(NodeError::Config(
+            "mDNS needs the network transport; turn it off for the memory transport".to_owned(),
+        ));
+    }
     if config.swarm_key.is_some()
         && let Some(addr) = config
             .listen

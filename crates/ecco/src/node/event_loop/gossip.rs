@@ -7,7 +7,9 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 
 use super::EventLoop;
 use crate::Identity;
-use crate::discovery::{Announcement, Directory, SignedAnnouncement, Source, Update};
+use crate::discovery::{
+    Announcement, AnnouncementError, Directory, SignedAnnouncement, Source, Update,
+};
 use crate::node::NodeError;
 use crate::node::config::Config;
 use crate::node::handle::{Event, Found};
@@ -19,12 +21,12 @@ const MIN_ANNOUNCE_GAP: Duration = Duration::from_millis(200);
 
 pub(super) struct State {
     identity: Identity,
-    mesh: String,
+    pub(super) mesh: String,
     topic: IdentTopic,
     pub(super) directory: Directory,
     matcher: Matcher,
     /// What this node offers, validated once when set; `None` until then.
-    document: Option<CapabilityDocument>,
+    pub(super) document: Option<CapabilityDocument>,
     /// Starts at the wall clock in ms so that it keeps growing across restarts.
     seq: u64,
     ttl: Duration,
@@ -66,8 +68,15 @@ impl EventLoop {
         // Validates count and uniqueness exactly as receivers will.
         let document =
             CapabilityDocument::new(capabilities).map_err(|e| NodeError::Config(e.to_string()))?;
+        let had = self.gossip.document.is_some();
         self.gossip.document = (!document.capabilities().is_empty()).then_some(document);
-        self.announce();
+        if self.gossip.document.is_some() {
+            self.announce();
+        } else if had {
+            // Offering nothing any more: say so, rather than go silent.
+            self.withdraw();
+        }
+        self.publish_providers();
         Ok(())
     }
 
@@ -105,16 +114,34 @@ impl EventLoop {
     /// Signs and publishes this node's capabilities (nothing when it offers none).
     pub(super) fn announce(&mut self) {
         let g = &mut self.gossip;
-        let Some(document) = g.document.clone() else {
+        if g.document.is_none() || self.swarm.behaviour().gossipsub.as_ref().is_none() {
             g.announce_pending = false;
             return;
-        };
+        }
         if g.last_announced
             .is_some_and(|at| at.elapsed() < MIN_ANNOUNCE_GAP)
         {
             g.announce_pending = true;
             return;
         }
+        let Some(bytes) = self.sign_announcement() else {
+            return;
+        };
+        self.gossip.last_announced = Some(Instant::now());
+        self.gossip.announce_pending = false;
+        self.publish(bytes);
+    }
+
+    /// This node's current capabilities as a newly signed announcement, with
+    /// the next sequence number; `None` when it offers nothing.
+    pub(super) fn sign_announcement(&mut self) -> Option<Vec<u8>> {
+        let document = self.gossip.document.clone()?;
+        Some(self.sign(document))
+    }
+
+    /// Signs `document` under the next sequence number.
+    fn sign(&mut self, document: CapabilityDocument) -> Vec<u8> {
+        let g = &mut self.gossip;
         g.seq += 1;
         let announcement = Announcement {
             peer: g.identity.peer_id(),
@@ -124,26 +151,40 @@ impl EventLoop {
             ttl_secs: u32::try_from(g.ttl.as_secs()).unwrap_or(u32::MAX),
             addrs: self
                 .swarm
-                .listeners()
-                .chain(self.swarm.external_addresses())
+                .external_addresses()
                 .take(crate::discovery::limits::MAX_ADDRESSES)
                 .cloned()
                 .collect(),
             document,
         };
-        let bytes = announcement.sign(&self.gossip.identity).to_bytes();
-        self.gossip.last_announced = Some(Instant::now());
-        self.gossip.announce_pending = false;
-        self.publish(bytes);
+        announcement.sign(&self.gossip.identity).to_bytes()
     }
 
-    pub(super) fn publish(&mut self, bytes: Vec<u8>) {
+    /// Tells the mesh that this node offers nothing any more (it is leaving),
+    /// so that others drop it at once rather than when its TTL runs out.
+    /// Returns whether anything was published.
+    pub(super) fn withdraw(&mut self) -> bool {
+        if self.swarm.behaviour().gossipsub.as_ref().is_none() {
+            return false;
+        }
+        let bytes = self.sign(CapabilityDocument::default());
+        self.publish(bytes)
+    }
+
+    /// Publishes on the announcement topic; returns whether it was sent.
+    pub(super) fn publish(&mut self, bytes: Vec<u8>) -> bool {
         let topic = self.gossip.topic.clone();
-        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
-            Ok(_) => {}
+        let Some(gossipsub) = self.swarm.behaviour_mut().gossipsub.as_mut() else {
+            return false;
+        };
+        match gossipsub.publish(topic, bytes) {
+            Ok(_) => true,
             // Nobody to tell yet: the next subscriber triggers a new announcement.
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-            Err(e) => tracing::debug!(error = %e, "announcement not published"),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "announcement not published");
+                false
+            }
         }
     }
 
@@ -155,10 +196,13 @@ impl EventLoop {
                 message,
             } => {
                 let acceptance = self.accept(&message);
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if let Some(gossipsub) = self.swarm.behaviour_mut().gossipsub.as_mut() {
+                    gossipsub.report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        acceptance,
+                    );
+                }
             }
             gossipsub::Event::Subscribed { peer_id, topic }
                 if topic == self.gossip.topic.hash() =>
@@ -193,25 +237,39 @@ impl EventLoop {
         if announcement.peer == self.gossip.identity.peer_id() {
             return MessageAcceptance::Ignore;
         }
-        let peer = announcement.peer;
-        let addrs = announcement.addrs.clone();
-        match self
-            .gossip
-            .directory
-            .apply(announcement, Source::Gossip, now)
-        {
-            Ok(update) => {
-                for addr in addrs {
-                    self.swarm.add_peer_address(peer, addr);
-                }
-                if update != Update::Refreshed {
-                    tracing::debug!(%peer, ?update, "capabilities learned");
-                    let _ = self.events.send(Event::CapabilitiesLearned(peer));
-                }
-                MessageAcceptance::Accept
-            }
+        match self.learn(announcement, Source::Gossip, now) {
+            Ok(_) => MessageAcceptance::Accept,
             Err(e) if e.is_misbehaviour() => MessageAcceptance::Reject,
             Err(_) => MessageAcceptance::Ignore,
         }
+    }
+
+    /// Applies a verified announcement to the directory, remembers the
+    /// peer's addresses and tells subscribers what changed.
+    pub(super) fn learn(
+        &mut self,
+        announcement: Announcement,
+        source: Source,
+        now: u64,
+    ) -> Result<Update, AnnouncementError> {
+        let peer = announcement.peer;
+        let addrs = announcement.addrs.clone();
+        let known = self.gossip.directory.get(&peer).is_some();
+        let update = self.gossip.directory.apply(announcement, source, now)?;
+        for addr in addrs {
+            self.swarm.add_peer_address(peer, addr);
+        }
+        match update {
+            Update::Added | Update::Changed => {
+                tracing::debug!(%peer, ?update, ?source, "capabilities learned");
+                let _ = self.events.send(Event::CapabilitiesLearned(peer));
+            }
+            Update::Withdrawn if known => {
+                tracing::debug!(%peer, "capabilities withdrawn");
+                let _ = self.events.send(Event::CapabilitiesExpired(peer));
+            }
+            Update::Withdrawn | Update::Refreshed => {}
+        }
+        Ok(update)
     }
 }

@@ -1,6 +1,9 @@
 //! The node's task: owns the `Swarm`, serves commands, routes events.
 
+pub(crate) mod dht;
+mod fetch;
 mod gossip;
+mod peers;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,8 +14,8 @@ use futures::stream::FuturesUnordered;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::NodeError;
 use super::behaviour::{Behaviour, BehaviourEvent, Protocols};
@@ -27,6 +30,8 @@ use ecco_core::{Capability, Query};
 
 /// How long `spawn` waits for each listener to report its address.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// How long a stopping node keeps running to deliver its withdrawal.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -55,7 +60,16 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Vec<super::handle::Found>>,
     },
     Directory(oneshot::Sender<Vec<Entry>>),
+    Lookup {
+        key: Vec<u8>,
+        reply: dht::LookupReply,
+    },
+    Fetch {
+        peer: PeerId,
+        reply: fetch::FetchReply,
+    },
     PublishRaw(Vec<u8>, oneshot::Sender<()>),
+    GossipScore(PeerId, oneshot::Sender<Option<f64>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -75,6 +89,19 @@ pub(crate) struct EventLoop {
     request_timeout: Duration,
     max_request_bytes: u64,
     gossip: gossip::State,
+    dht: dht::State,
+    fetches: fetch::Fetches,
+    /// Peers of other meshes, not to be dialled again on an mDNS hint.
+    foreign: peers::Recent,
+    /// Peers that mDNS found.
+    mdns_found: peers::Recent,
+    /// The identify protocol version of this mesh; peers with another are dropped.
+    identify_version: String,
+    fetch_protocol: StreamProtocol,
+    protocols_kad: StreamProtocol,
+    announcements_on: bool,
+    /// Dropped with the loop, which ends the stream server.
+    _stop: watch::Sender<()>,
 }
 
 impl EventLoop {
@@ -85,6 +112,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         inbound: mpsc::Sender<InboundRequest>,
         events: broadcast::Sender<Event>,
+        stop: watch::Sender<()>,
     ) -> Result<Self, NodeError> {
         swarm::check(config)?;
         let protocols = Protocols::new(&config.mesh).map_err(NodeError::Config)?;
@@ -111,6 +139,7 @@ impl EventLoop {
             match tokio::time::timeout(LISTEN_WAIT, swarm.select_next_some()).await {
                 Ok(SwarmEvent::NewListenAddr { address, .. }) => {
                     tracing::info!(%address, "listening");
+                    swarm.add_external_address(address);
                     listening += 1;
                 }
                 Ok(SwarmEvent::ListenerError { error, .. })
@@ -129,6 +158,17 @@ impl EventLoop {
             if let Err(e) = swarm.dial(addr.clone()) {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
+            if let Some(kad) = swarm.behaviour_mut().kad.as_mut()
+                && let Some((peer, addr)) = split_peer(addr)
+            {
+                kad.add_address(&peer, addr);
+            }
+        }
+        if let Some(kad) = swarm.behaviour_mut().kad.as_mut()
+            && !config.bootstrap.is_empty()
+            && let Err(e) = kad.bootstrap()
+        {
+            tracing::debug!(error = %e, "no DHT bootstrap");
         }
         Ok(Self {
             swarm,
@@ -141,8 +181,22 @@ impl EventLoop {
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
             request_timeout: config.limits.request_timeout,
             max_request_bytes: config.limits.max_request_bytes,
-            gossip: gossip::State::new(identity, config, protocols.announcements),
+            gossip: gossip::State::new(identity, config, protocols.announcements.clone()),
+            dht: dht::State::new(config),
+            fetches: fetch::Fetches::default(),
+            foreign: peers::Recent::default(),
+            mdns_found: peers::Recent::default(),
+            identify_version: protocols.identify.clone(),
+            fetch_protocol: protocols.fetch.clone(),
+            protocols_kad: protocols.kad.clone(),
+            announcements_on: config.discovery.announcements,
+            _stop: stop,
         })
+    }
+
+    /// A handle for opening and accepting streams (streaming replies).
+    pub(crate) fn stream_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().streams.new_control()
     }
 
     pub(crate) async fn run(mut self) {
@@ -153,14 +207,14 @@ impl EventLoop {
                 _ = tick.tick() => self.on_tick(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
-                        self.stop();
+                        self.stop().await;
                         let _ = done.send(());
                         return;
                     }
                     Some(command) => self.on_command(command),
                     // Every handle is gone: nobody can use the node any more.
                     None => {
-                        self.stop();
+                        self.stop().await;
                         return;
                     }
                 },
@@ -173,7 +227,20 @@ impl EventLoop {
         }
     }
 
-    fn stop(&mut self) {
+    async fn stop(&mut self) {
+        if self.gossip.document.is_some() && self.withdraw() {
+            // Give the withdrawal a moment to leave before the connections close.
+            let flush = tokio::time::sleep(SHUTDOWN_FLUSH);
+            tokio::pin!(flush);
+            loop {
+                tokio::select! {
+                    () = &mut flush => break,
+                    event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                }
+            }
+        }
+        self.fetch_stop();
+        self.dht_stop();
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in peers {
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -235,9 +302,28 @@ impl EventLoop {
             Command::Directory(reply) => {
                 let _ = reply.send(self.gossip.directory.entries().cloned().collect());
             }
+            Command::Lookup { key, reply } => self.start_lookup(key, reply),
+            Command::Fetch { peer, reply } => self.start_fetch(
+                peer,
+                Vec::new(),
+                fetch::Fetch {
+                    source: crate::discovery::Source::Fetch,
+                    reply: Some(reply),
+                    probe: false,
+                },
+            ),
             Command::PublishRaw(bytes, reply) => {
                 self.publish(bytes);
                 let _ = reply.send(());
+            }
+            Command::GossipScore(peer, reply) => {
+                let score = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .as_ref()
+                    .and_then(|g| g.peer_score(&peer));
+                let _ = reply.send(score);
             }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -246,6 +332,10 @@ impl EventLoop {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                // Ecco meshes run on LANs, private clusters and hosts with
+                // public addresses: where a node listens is where peers reach
+                // it (there is no NAT traversal), so the DHT may say so.
+                self.swarm.add_external_address(address.clone());
                 let _ = self.events.send(Event::Listening(address));
             }
             SwarmEvent::ConnectionEstablished {
@@ -261,20 +351,25 @@ impl EventLoop {
                     tracing::debug!(%peer_id, "connected");
                     let _ = self.events.send(Event::PeerConnected(peer_id));
                 }
+                self.fetch_connected(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                cause,
                 ..
             } => {
-                tracing::debug!(%peer_id, "disconnected");
-                let _ = self.events.send(Event::PeerDisconnected(peer_id));
+                tracing::debug!(%peer_id, ?cause, "disconnected");
+                self.on_peer_lost(peer_id, cause.is_some());
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
             } => {
+                if let Some(peer) = peer_id {
+                    self.fetch_unreachable(peer, &error.to_string());
+                }
                 if let Some((addr, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NodeError::Dial {
                         addr: addr.to_string(),
@@ -282,13 +377,15 @@ impl EventLoop {
                     }));
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Messaging(event)) => self.on_messaging(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(
-                libp2p::identify::Event::Received { peer_id, info, .. },
-            )) => {
-                tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
-            }
+            SwarmEvent::Behaviour(event) => match event {
+                BehaviourEvent::Messaging(event) => self.on_messaging(event),
+                BehaviourEvent::Fetch(event) => self.on_fetch(event),
+                BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
+                BehaviourEvent::Kad(event) => self.on_kad(event),
+                BehaviourEvent::Identify(event) => self.on_identify(event),
+                BehaviourEvent::Mdns(event) => self.on_mdns(event),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -399,7 +496,7 @@ impl EventLoop {
         match self.inbound.try_send(InboundRequest {
             peer,
             request,
-            reply: tx,
+            reply: super::handle::Responder::Unary(tx),
         }) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => Err(refusal(
@@ -411,6 +508,15 @@ impl EventLoop {
                 "this node serves no requests".to_owned(),
             )),
         }
+    }
+}
+
+/// Splits `/…/p2p/<id>` into the peer and the address before it.
+fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut addr = addr.clone();
+    match addr.pop()? {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some((peer, addr)),
+        _ => None,
     }
 }
 

@@ -1,0 +1,305 @@
+//! The Kademlia DHT: publishing this node's capabilities as provider
+//! records, filtering what peers ask this node to store, and lookups.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey, store::RecordStore};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+use super::fetch::Fetch;
+use super::gossip::now_ms;
+use crate::discovery::{Entry, Source, dht};
+use crate::node::fetch::FetchError;
+use crate::node::{Event, NodeError};
+
+/// A provider found by a lookup, and where its capability fetch will answer.
+pub(crate) type Candidate = (PeerId, oneshot::Receiver<Result<Option<Entry>, FetchError>>);
+
+/// What a lookup hands back once the DHT query is over.
+pub(crate) type LookupReply = oneshot::Sender<Result<Vec<Candidate>, NodeError>>;
+
+#[derive(Debug)]
+struct Lookup {
+    reply: LookupReply,
+    candidates: Vec<Candidate>,
+    seen: HashSet<PeerId>,
+}
+
+pub(super) struct State {
+    mesh: String,
+    /// Keys this node provides now.
+    provided: HashSet<RecordKey>,
+    /// Publication queries of the current round.
+    publishing: HashSet<QueryId>,
+    /// Keys whose publication reached at least one peer in this round.
+    reached: usize,
+    /// The last round reached nobody (no peers yet): publish again when the
+    /// routing table gains one.
+    republish_on_peer: bool,
+    lookups: HashMap<QueryId, Lookup>,
+    quota: dht::Quota,
+    provider_ttl: Duration,
+    max_providers: usize,
+}
+
+impl State {
+    pub(super) fn new(config: &crate::node::Config) -> Self {
+        let l = &config.limits;
+        Self {
+            mesh: config.mesh.clone(),
+            provided: HashSet::new(),
+            publishing: HashSet::new(),
+            reached: 0,
+            republish_on_peer: false,
+            lookups: HashMap::new(),
+            quota: dht::Quota::new(l.max_provider_keys_per_peer, l.max_dht_records),
+            provider_ttl: l.provider_ttl,
+            max_providers: l.max_lookup_providers,
+        }
+    }
+}
+
+impl EventLoop {
+    /// Publishes provider records for the current capabilities, and stops
+    /// providing keys no longer offered (remote copies lapse with their TTL).
+    pub(super) fn publish_providers(&mut self) {
+        let capabilities = self
+            .gossip
+            .document
+            .as_ref()
+            .map(|d| d.capabilities().to_vec())
+            .unwrap_or_default();
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        let d = &mut self.dht;
+        let keys: HashSet<RecordKey> = dht::provider_keys(&d.mesh, &capabilities)
+            .into_iter()
+            .map(|k| RecordKey::new(&k))
+            .collect();
+        for gone in d.provided.difference(&keys) {
+            kad.stop_providing(gone);
+        }
+        d.publishing.clear();
+        d.reached = 0;
+        d.republish_on_peer = false;
+        for key in &keys {
+            match kad.start_providing(key.clone()) {
+                Ok(id) => {
+                    d.publishing.insert(id);
+                }
+                Err(e) => tracing::warn!(error = ?e, "provider record not stored locally"),
+            }
+        }
+        d.provided = keys;
+    }
+
+    /// Starts a lookup of `key`; `reply` gets the providers once it is over.
+    pub(super) fn start_lookup(&mut self, key: Vec<u8>, reply: LookupReply) {
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            let _ = reply.send(Err(NodeError::Config(
+                "the DHT is turned off in this node's configuration".to_owned(),
+            )));
+            return;
+        };
+        let id = kad.get_providers(RecordKey::new(&key));
+        self.dht.lookups.insert(
+            id,
+            Lookup {
+                reply,
+                candidates: Vec::new(),
+                seen: HashSet::new(),
+            },
+        );
+    }
+
+    pub(super) fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest { request } => self.on_kad_inbound(request),
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::StartProviding(result) if self.dht.publishing.remove(&id) => {
+                    self.on_published(result.is_ok());
+                }
+                QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders {
+                    key,
+                    providers,
+                })) => {
+                    self.on_providers(id, &key, providers);
+                    if step.last {
+                        self.end_lookup(id);
+                    }
+                }
+                QueryResult::GetProviders(outcome) => {
+                    if let Err(e) = outcome {
+                        tracing::debug!(error = %e, "DHT lookup ended early");
+                    }
+                    if step.last {
+                        self.end_lookup(id);
+                    }
+                }
+                QueryResult::Bootstrap(Err(e)) => tracing::debug!(error = %e, "DHT bootstrap"),
+                _ => {}
+            },
+            kad::Event::RoutingUpdated { peer, .. } => {
+                tracing::trace!(%peer, "DHT routing table updated");
+                if self.dht.republish_on_peer {
+                    self.publish_providers();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_published(&mut self, reached: bool) {
+        let d = &mut self.dht;
+        d.reached += usize::from(reached);
+        if !d.publishing.is_empty() {
+            return;
+        }
+        // Kademlia reports a publication that reached nobody as a success,
+        // so also check that the routing table has someone in it.
+        let peers = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .as_mut()
+            .map_or(0, |k| k.kbuckets().map(|b| b.num_entries()).sum::<usize>());
+        let d = &mut self.dht;
+        if d.reached == 0 || peers == 0 {
+            d.republish_on_peer = true;
+            return;
+        }
+        tracing::debug!(keys = d.reached, "capabilities published in the DHT");
+        let _ = self.events.send(Event::PublishedToDht { keys: d.reached });
+    }
+
+    fn on_providers(&mut self, id: QueryId, key: &RecordKey, providers: HashSet<PeerId>) {
+        let me = *self.swarm.local_peer_id();
+        let Some(lookup) = self.dht.lookups.get_mut(&id) else {
+            return;
+        };
+        let mut new = Vec::new();
+        for peer in providers {
+            if peer != me && lookup.seen.len() < self.dht.max_providers && lookup.seen.insert(peer)
+            {
+                new.push(peer);
+            }
+        }
+        for peer in new {
+            let (tx, rx) = oneshot::channel();
+            if let Some(lookup) = self.dht.lookups.get_mut(&id) {
+                lookup.candidates.push((peer, rx));
+            }
+            // A provider record stored here carries the provider's addresses;
+            // the query's own addresses are used by the dial too.
+            let addrs: Vec<Multiaddr> = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .map(|k| {
+                    k.store_mut()
+                        .providers(key)
+                        .into_iter()
+                        .filter(|r| r.provider == peer)
+                        .flat_map(|r| r.addresses)
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.start_fetch(
+                peer,
+                addrs,
+                Fetch {
+                    source: Source::Dht,
+                    reply: Some(tx),
+                    probe: false,
+                },
+            );
+        }
+        let enough = self
+            .dht
+            .lookups
+            .get(&id)
+            .is_some_and(|l| l.seen.len() >= self.dht.max_providers);
+        if enough
+            && let Some(mut query) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .and_then(|k| k.query_mut(&id))
+        {
+            query.finish();
+        }
+    }
+
+    fn end_lookup(&mut self, id: QueryId) {
+        if let Some(lookup) = self.dht.lookups.remove(&id) {
+            let _ = lookup.reply.send(Ok(lookup.candidates));
+        }
+    }
+
+    /// Fails every lookup, because the node stops.
+    pub(super) fn dht_stop(&mut self) {
+        for (_, lookup) in self.dht.lookups.drain() {
+            let _ = lookup.reply.send(Err(NodeError::Stopped));
+        }
+    }
+
+    /// Record filtering: values are never stored; a provider record only
+    /// under a well-formed key of this mesh and within its provider's quota.
+    fn on_kad_inbound(&mut self, request: kad::InboundRequest) {
+        match request {
+            kad::InboundRequest::AddProvider {
+                record: Some(record),
+            } => {
+                let now = now_ms();
+                let ttl_ms = u64::try_from(self.dht.provider_ttl.as_millis()).unwrap_or(u64::MAX);
+                let admitted = dht::is_provider_key(&self.dht.mesh, record.key.as_ref())
+                    && self.dht.quota.admit(
+                        record.provider,
+                        record.key.as_ref(),
+                        now,
+                        now.saturating_add(ttl_ms),
+                    );
+                if !admitted {
+                    tracing::debug!(provider = %record.provider, "provider record refused");
+                    return;
+                }
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                    && let Err(e) = kad.store_mut().add_provider(record)
+                {
+                    tracing::debug!(error = ?e, "provider record not stored");
+                }
+            }
+            kad::InboundRequest::PutRecord { source, .. } => {
+                tracing::debug!(%source, "DHT value refused: Ecco stores provider records only");
+            }
+            _ => {}
+        }
+    }
+
+    /// Tells the DHT where a peer listens, if it speaks this mesh's DHT.
+    pub(super) fn dht_add_addresses(
+        &mut self,
+        peer: PeerId,
+        protocols: &[libp2p::StreamProtocol],
+        addrs: &[Multiaddr],
+    ) {
+        let kad_protocol = self.protocols_kad.clone();
+        let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+            return;
+        };
+        if !protocols.contains(&kad_protocol) {
+            return;
+        }
+        for addr in addrs {
+            kad.add_address(&peer, addr.clone());
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Peers coming and going: identify, mDNS, and what a new or lost
+//! connection sets off.
+
+use std::collections::{HashSet, VecDeque};
+
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{Multiaddr, PeerId, identify, mdns};
+
+use super::EventLoop;
+use super::fetch::Fetch;
+use crate::discovery::Source;
+use crate::node::Event;
+
+/// Most peers remembered as belonging to another mesh, or as found by mDNS.
+const MAX_REMEMBERED: usize = 1024;
+
+/// A bounded set that forgets its oldest members.
+#[derive(Debug, Default)]
+pub(super) struct Recent {
+    set: HashSet<PeerId>,
+    order: VecDeque<PeerId>,
+}
+
+impl Recent {
+    pub(super) fn insert(&mut self, peer: PeerId) {
+        if self.set.insert(peer) {
+            self.order.push_back(peer);
+            if self.order.len() > MAX_REMEMBERED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub(super) fn contains(&self, peer: &PeerId) -> bool {
+        self.set.contains(peer)
+    }
+}
+
+impl EventLoop {
+    pub(super) fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
+        if info.protocol_version != self.identify_version {
+            // Another mesh (or not Ecco): free the connection slot, and do not
+            // let mDNS bring it back.
+            tracing::debug!(%peer_id, version = %info.protocol_version, "peer of another mesh");
+            self.foreign.insert(peer_id);
+            let _ = self.swarm.disconnect_peer_id(peer_id);
+            return;
+        }
+        self.dht_add_addresses(peer_id, &info.protocols, &info.listen_addrs);
+        let by_mdns = self.mdns_found.contains(&peer_id);
+        let wanted = self.announcements_on || by_mdns;
+        if wanted
+            && self.gossip.directory.get(&peer_id).is_none()
+            && info.protocols.contains(&self.fetch_protocol)
+        {
+            // Learn a new neighbour's capabilities at once, rather than at its
+            // next announcement.
+            let source = if by_mdns { Source::Mdns } else { Source::Fetch };
+            self.start_fetch(
+                peer_id,
+                Vec::new(),
+                Fetch {
+                    source,
+                    reply: None,
+                    probe: false,
+                },
+            );
+        }
+    }
+
+    /// mDNS found peers on the LAN: a hint, which the handshake verifies.
+    pub(super) fn on_mdns(&mut self, event: mdns::Event) {
+        let mdns::Event::Discovered(found) = event else {
+            return;
+        };
+        let mut peers: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+        for (peer, addr) in found {
+            if peer == *self.swarm.local_peer_id() || self.foreign.contains(&peer) {
+                continue;
+            }
+            match peers.iter_mut().find(|(p, _)| *p == peer) {
+                Some((_, addrs)) => addrs.push(addr),
+                None => peers.push((peer, vec![addr])),
+            }
+        }
+        for (peer, addrs) in peers {
+            tracing::debug!(%peer, ?addrs, "found by mDNS");
+            self.mdns_found.insert(peer);
+            let _ = self.events.send(Event::PeerDiscovered(peer));
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            for addr in &addrs {
+                self.swarm.add_peer_address(peer, addr.clone());
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(addrs)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "cannot dial a peer found by mDNS");
+            }
+        }
+    }
+
+    /// The last connection to `peer` closed. If it closed on an error and
+    /// the directory holds the peer, probe it: one that cannot be reached
+    /// has left, and expires now rather than at the end of its TTL.
+    pub(super) fn on_peer_lost(&mut self, peer: PeerId, failed: bool) {
+        let _ = self.events.send(Event::PeerDisconnected(peer));
+        if !failed {
+            return;
+        }
+        let Some(source) = self.gossip.directory.get(&peer).map(|e| e.source) else {
+            return;
+        };
+        self.start_fetch(
+            peer,
+            Vec::new(),
+            Fetch {
+                source,
+                reply: None,
+                probe: true,
+            },
+        );
+    }
+}

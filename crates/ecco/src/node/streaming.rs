@@ -1,0 +1,469 @@
+//! Streaming replies: one request, then chunks, then an end.
+//!
+//! A stream of the mesh's `/ecco/<mesh>/stream/1.0.0` protocol carries
+//! length-prefixed frames: a 4-byte big-endian length, then that many bytes
+//! of CBOR. The requester writes one [`Request`] frame; the provider answers
+//! with any number of `chunk` frames and ends with `end` or `error`. Each
+//! frame is bounded (the request by `max_request_bytes`, each reply frame by
+//! `max_response_bytes`) and must arrive within `request_timeout` of the
+//! previous one.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::prelude::*;
+use futures::stream::BoxStream;
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use super::config::Limits;
+use super::handle::{InboundRequest, Responder};
+use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+
+/// One frame of a streaming reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Frame {
+    /// A piece of the output.
+    Chunk(Answer),
+    /// The output is complete.
+    End,
+    /// The provider failed or declined; nothing follows.
+    Error(RemoteError),
+}
+
+/// Most chunks collected for a requester that asked for one answer.
+const MAX_COLLECTED_CHUNKS: usize = 65_536;
+
+#[derive(Debug)]
+enum ReadError {
+    TooLarge(u64),
+    Io(io::Error),
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u64) -> Result<Vec<u8>, ReadError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.map_err(ReadError::Io)?;
+    let len = u64::from(u32::from_be_bytes(len));
+    if len > max {
+        return Err(ReadError::TooLarge(len));
+    }
+    // `len` is at most `max`, itself a usize-sized limit.
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    r.read_exact(&mut buf).await.map_err(ReadError::Io)?;
+    Ok(buf)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding plain data types into a Vec cannot fail.
+    cbor4ii::serde::to_vec(Vec::new(), value).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// What the client side needs to know.
+#[derive(Clone)]
+pub(crate) struct Client {
+    pub(crate) control: libp2p_stream::Control,
+    pub(crate) protocol: StreamProtocol,
+    pub(crate) timeout: Duration,
+    pub(crate) max_request: u64,
+    pub(crate) max_response: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The chunks of a streaming reply, in order. Ends after the provider's
+/// `end`; a failure is the last item. Dropping it cancels the request.
+pub struct ReplyStream {
+    inner: BoxStream<'static, Result<Answer, RequestError>>,
+}
+
+impl std::fmt::Debug for ReplyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for ReplyStream {
+    type Item = Result<Answer, RequestError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl Client {
+    pub(crate) async fn request(
+        mut self,
+        peer: PeerId,
+        request: Request,
+    ) -> Result<ReplyStream, RequestError> {
+        let bytes = encode(&request);
+        if bytes.len() as u64 > self.max_request {
+            return Err(RequestError::TooLarge(format!(
+                "the request of {} bytes exceeds the size limit of {} bytes",
+                bytes.len(),
+                self.max_request
+            )));
+        }
+        let timeout = self.timeout;
+        let open = tokio::time::timeout(timeout, self.control.open_stream(peer, self.protocol));
+        let mut stream = match open.await {
+            Err(_) => return Err(RequestError::Timeout(timeout)),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                return Err(RequestError::Refused(format!(
+                    "{peer} does not serve streaming requests in this mesh"
+                )));
+            }
+            Ok(Err(e)) => return Err(RequestError::Unreachable(format!("{peer}: {e}"))),
+            Ok(Ok(stream)) => stream,
+        };
+        write_frame(&mut stream, &bytes)
+            .await
+            .map_err(|e| RequestError::Unreachable(format!("{peer}: {e}")))?;
+        let max = self.max_response;
+        let frames = stream::unfold(Some(stream), move |state| async move {
+            let mut stream = state?;
+            let item = match tokio::time::timeout(timeout, read_frame(&mut stream, max)).await {
+                Err(_) => Err(RequestError::Timeout(timeout)),
+                Ok(Err(ReadError::TooLarge(len))) => Err(RequestError::TooLarge(format!(
+                    "a reply chunk of {len} bytes exceeds the size limit of {max} bytes"
+                ))),
+                Ok(Err(ReadError::Io(e))) => Err(RequestError::Unreachable(format!(
+                    "the stream from {peer} ended before its end: {e}"
+                ))),
+                Ok(Ok(bytes)) => match decode::<Frame>(&bytes) {
+                    Ok(Frame::Chunk(answer)) => return Some((Ok(answer), Some(stream))),
+                    Ok(Frame::End) => return None,
+                    Ok(Frame::Error(e)) => Err(e.into()),
+                    Err(e) => Err(RequestError::Refused(format!(
+                        "{peer} sent a malformed frame: {e}"
+                    ))),
+                },
+            };
+            // A failure is the last item.
+            Some((item, None))
+        });
+        Ok(ReplyStream {
+            inner: frames.boxed(),
+        })
+    }
+}
+
+/// Where a handler writes a reply chunk by chunk. Obtained from
+/// [`InboundRequest::stream`]. Dropping it before [`ReplySink::end`] tells
+/// the requester that the handler failed.
+#[derive(Debug)]
+pub struct ReplySink {
+    inner: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
+    /// The requester wants a stream: frames go to the network task.
+    Stream(Option<mpsc::Sender<Frame>>),
+    /// The requester wants one answer: chunks are collected.
+    Collect {
+        reply: Option<oneshot::Sender<Reply>>,
+        chunks: Vec<Answer>,
+    },
+}
+
+/// The requester is gone (it cancelled, or its connection closed), or a
+/// one-answer reply collected too many chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the reply stream is closed")]
+pub struct Closed;
+
+impl ReplySink {
+    pub(crate) fn new(responder: Responder) -> Self {
+        Self {
+            inner: match responder {
+                Responder::Stream(tx) => Sink::Stream(Some(tx)),
+                Responder::Unary(reply) => Sink::Collect {
+                    reply: Some(reply),
+                    chunks: Vec::new(),
+                },
+            },
+        }
+    }
+
+    /// Sends a chunk. Waits while the network is behind (bounded buffer).
+    pub async fn send(&mut self, chunk: Answer) -> Result<(), Closed> {
+        match &mut self.inner {
+            Sink::Stream(Some(tx)) => tx.send(Frame::Chunk(chunk)).await.map_err(|_| Closed),
+            Sink::Stream(None) => Err(Closed),
+            Sink::Collect { chunks, .. } => {
+                if chunks.len() >= MAX_COLLECTED_CHUNKS {
+                    return Err(Closed);
+                }
+                chunks.push(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the reply successfully. A requester that asked for one answer
+    /// gets the chunks' results as a JSON array, with their attachments.
+    pub async fn end(mut self) {
+        match &mut self.inner {
+            Sink::Stream(tx) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Frame::End).await;
+                }
+            }
+            Sink::Collect { reply, chunks } => {
+                let chunks = std::mem::take(chunks);
+                let mut answer = Answer::new(serde_json::Value::Array(Vec::new()));
+                let mut results = Vec::with_capacity(chunks.len());
+                for chunk in chunks {
+                    results.push(chunk.result);
+                    answer.attachments.extend(chunk.attachments);
+                }
+                answer.result = serde_json::Value::Array(results);
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Reply::Answer(answer));
+                }
+            }
+        }
+    }
+
+    /// Ends the reply with an error for the requester.
+    pub async fn fail(mut self, kind: RemoteErrorKind, message: impl Into<String>) {
+        let error = RemoteError {
+            kind,
+            message: message.into(),
+        };
+        match &mut self.inner {
+            Sink::Stream(tx) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Frame::Error(error)).await;
+                }
+            }
+            Sink::Collect { reply, .. } => {
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Reply::Error(error));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ReplySink {
+    fn drop(&mut self) {
+        // A stream's network task notices the closed channel by itself.
+        if let Sink::Collect { reply, .. } = &mut self.inner
+            && let Some(reply) = reply.take()
+        {
+            let _ = reply.send(Reply::Error(RemoteError {
+                kind: RemoteErrorKind::HandlerFailed,
+                message: "the handler dropped its reply without ending it".to_owned(),
+            }));
+        }
+    }
+}
+
+/// Serves inbound streams until the node stops (`stop` is dropped).
+pub(crate) async fn serve(
+    mut incoming: libp2p_stream::IncomingStreams,
+    inbox: mpsc::Sender<InboundRequest>,
+    limits: Limits,
+    mut stop: watch::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_streaming_requests));
+    loop {
+        let (peer, mut stream) = tokio::select! {
+            _ = stop.changed() => return,
+            next = incoming.next() => match next {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let busy = refusal(
+                    RemoteErrorKind::Refused,
+                    "busy: too many streams in progress",
+                );
+                let _ = write_frame(&mut stream, &encode(&busy)).await;
+            });
+            continue;
+        };
+        let inbox = inbox.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            serve_one(peer, stream, inbox, &limits).await;
+            drop(slot);
+        });
+    }
+}
+
+fn refusal(kind: RemoteErrorKind, message: impl Into<String>) -> Frame {
+    Frame::Error(RemoteError {
+        kind,
+        message: message.into(),
+    })
+}
+
+async fn serve_one(
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+    inbox: mpsc::Sender<InboundRequest>,
+    limits: &Limits,
+) {
+    let read = read_frame(&mut stream, limits.max_request_bytes);
+    let first = match tokio::time::timeout(limits.request_timeout, read).await {
+        Ok(Ok(bytes)) => match decode::<Request>(&bytes) {
+            Ok(request) => Ok(request),
+            Err(e) => Err(refusal(
+                RemoteErrorKind::Refused,
+                format!("malformed request: {e}"),
+            )),
+        },
+        Ok(Err(ReadError::TooLarge(len))) => Err(refusal(
+            RemoteErrorKind::TooLarge,
+            format!(
+                "the request of {len} bytes exceeds the size limit of {} bytes",
+                limits.max_request_bytes
+            ),
+        )),
+        // The requester went away or was too slow: nobody to answer.
+        Ok(Err(ReadError::Io(_))) | Err(_) => return,
+    };
+    let request = match first {
+        Ok(request) => request,
+        Err(frame) => {
+            let _ = write_frame(&mut stream, &encode(&frame)).await;
+            return;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(1));
+    let handed = inbox.try_send(InboundRequest {
+        peer,
+        request,
+        reply: Responder::Stream(tx),
+    });
+    if let Err(e) = handed {
+        let frame = match e {
+            mpsc::error::TrySendError::Full(_) => {
+                refusal(RemoteErrorKind::Refused, "busy: the inbox is full")
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                refusal(RemoteErrorKind::NoHandler, "this node serves no requests")
+            }
+        };
+        let _ = write_frame(&mut stream, &encode(&frame)).await;
+        return;
+    }
+    loop {
+        let frame = rx.recv().await.unwrap_or_else(|| {
+            refusal(
+                RemoteErrorKind::HandlerFailed,
+                "the handler dropped the stream without ending it",
+            )
+        });
+        let last = !matches!(frame, Frame::Chunk(_));
+        let mut bytes = encode(&frame);
+        let over = bytes.len() as u64 > limits.max_response_bytes;
+        if over {
+            bytes = encode(&refusal(
+                RemoteErrorKind::TooLarge,
+                format!(
+                    "a reply chunk of {} bytes exceeds the size limit of {} bytes",
+                    bytes.len(),
+                    limits.max_response_bytes
+                ),
+            ));
+        }
+        if write_frame(&mut stream, &bytes).await.is_err() {
+            // The requester is gone; dropping `rx` tells the handler.
+            return;
+        }
+        if last || over {
+            let _ = stream.close().await;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::io::Cursor;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_are_bounded() {
+        let mut wire = Cursor::new(Vec::new());
+        let frame = Frame::Chunk(Answer::new(serde_json::json!("tok")));
+        write_frame(&mut wire, &encode(&frame)).await.unwrap();
+        write_frame(&mut wire, &encode(&Frame::End)).await.unwrap();
+        let mut r = Cursor::new(wire.into_inner());
+        let one: Frame = decode(&read_frame(&mut r, 100).await.unwrap()).unwrap();
+        assert_eq!(one, frame);
+        let two: Frame = decode(&read_frame(&mut r, 100).await.unwrap()).unwrap();
+        assert_eq!(two, Frame::End);
+
+        let mut big = Cursor::new(vec![0, 0, 1, 0, 7, 7]);
+        assert!(matches!(
+            read_frame(&mut big, 255).await,
+            Err(ReadError::TooLarge(256))
+        ));
+        let mut short = Cursor::new(vec![0, 0, 0, 9, 1]);
+        assert!(matches!(
+            read_frame(&mut short, 255).await,
+            Err(ReadError::Io(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_one_answer_requester_gets_the_chunks_collected() {
+        let (tx, rx) = oneshot::channel();
+        let mut sink = ReplySink::new(Responder::Unary(tx));
+        sink.send(Answer::new(serde_json::json!("a")))
+            .await
+            .unwrap();
+        sink.send(Answer::new(serde_json::json!("b")).attach(vec![1]))
+            .await
+            .unwrap();
+        sink.end().await;
+        match rx.await.unwrap() {
+            Reply::Answer(a) => {
+                assert_eq!(a.result, serde_json::json!(["a", "b"]));
+                assert_eq!(a.attachments.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_a_sink_reports_a_handler_failure() {
+        let (tx, rx) = oneshot::channel();
+        drop(ReplySink::new(Responder::Unary(tx)));
+        match rx.await.unwrap() {
+            Reply::Error(e) => assert_eq!(e.kind, RemoteErrorKind::HandlerFailed),
+            other => panic!("{other:?}"),
+        }
+    }
+}
