@@ -139,7 +139,7 @@ impl EventLoop {
             match tokio::time::timeout(LISTEN_WAIT, swarm.select_next_some()).await {
                 Ok(SwarmEvent::NewListenAddr { address, .. }) => {
                     tracing::info!(%address, "listening");
-                    swarm.add_external_address(address);
+                    advertise(&mut swarm, address);
                     listening += 1;
                 }
                 Ok(SwarmEvent::ListenerError { error, .. })
@@ -332,10 +332,7 @@ impl EventLoop {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                // Ecco meshes run on LANs, private clusters and hosts with
-                // public addresses: where a node listens is where peers reach
-                // it (there is no NAT traversal), so the DHT may say so.
-                self.swarm.add_external_address(address.clone());
+                advertise(&mut self.swarm, address.clone());
                 let _ = self.events.send(Event::Listening(address));
             }
             SwarmEvent::ConnectionEstablished {
@@ -509,6 +506,34 @@ impl EventLoop {
             )),
         }
     }
+}
+
+/// Records a listen address as one peers can reach this node at. Ecco
+/// meshes run on LANs, private clusters and hosts with public addresses:
+/// where a node listens is where peers reach it (there is no NAT traversal).
+/// Loopback addresses are advertised only while the node has no other, so
+/// that LAN peers are not sent to their own loopback.
+fn advertise(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
+    let loopback = is_loopback(&address);
+    let others: Vec<Multiaddr> = swarm.external_addresses().cloned().collect();
+    if loopback && others.iter().any(|a| !is_loopback(a)) {
+        return;
+    }
+    if !loopback {
+        for old in others.into_iter().filter(is_loopback) {
+            swarm.remove_external_address(&old);
+        }
+    }
+    swarm.add_external_address(address);
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }
 
 /// Splits `/…/p2p/<id>` into the peer and the address before it.
