@@ -224,6 +224,8 @@ async fn peers_cannot_stuff_a_nodes_store() {
     assert!(!found_value, "the node must not store values");
 
     let stuffer_id = *stuffer.local_peer_id();
+    // Gone, so that only the node can tell the asker about its records.
+    drop(stuffer);
     let mut held = 0;
     for (i, key) in keys.iter().enumerate() {
         let found = providers(&mut asker, key).await;
