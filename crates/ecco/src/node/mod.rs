@@ -7,11 +7,14 @@
 //! channel and queue is bounded ([`Limits`]). [`Node::shutdown`] closes the
 //! connections and ends the task; so does dropping the last handle.
 //!
-//! So far the node speaks TCP + Noise + Yamux, QUIC, DNS, identify, ping,
-//! request/response messaging and signed gossipsub capability announcements
-//! feeding a local [directory](crate::discovery::Directory), with connection
-//! and memory limits, private meshes (pnet) and an allow-list. mDNS and the
-//! Kademlia DHT are to come.
+//! The node speaks TCP + Noise + Yamux, QUIC, DNS, identify and ping, with
+//! connection and memory limits, private meshes (pnet) and an allow-list. It
+//! serves requests ([`Node::request`]) and streaming replies
+//! ([`Node::request_stream`]), and discovers capabilities by mDNS, the
+//! Kademlia DHT ([`Node::lookup`]), signed gossipsub announcements and
+//! direct fetches ([`Node::fetch_capabilities`]), all feeding a local
+//! [directory](crate::discovery::Directory) that [`Node::find`] ranks. The
+//! wire formats are in `docs/PROTOCOL.md`.
 
 mod behaviour;
 mod codec;
