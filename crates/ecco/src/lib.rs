@@ -28,6 +28,7 @@ pub use ecco_core::{
     Scalar, Selection, Selector, ValidationError, aggregation, capability, limits, matcher,
     performance, query, selection,
 };
+pub mod agent;
 pub mod discovery;
 pub mod node;
 

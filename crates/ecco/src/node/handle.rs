@@ -99,8 +99,31 @@ impl InboundRequest {
 
     /// Answers the request (a streaming requester gets it as one chunk).
     pub fn respond(self, answer: Answer) {
+        self.reply.respond(answer);
+    }
+
+    /// Declines or reports a failure, with a message for the requester.
+    pub fn reject(self, kind: RemoteErrorKind, message: impl Into<String>) {
+        self.reply.reject(kind, message.into());
+    }
+
+    /// Replies chunk by chunk. A requester that asked for one answer (with
+    /// [`Node::request`]) gets the chunks collected into a JSON array when
+    /// the sink ends, so a streaming handler serves both kinds.
+    pub fn stream(self) -> ReplySink {
+        ReplySink::new(self.reply)
+    }
+
+    /// The request, and where its reply goes.
+    pub(crate) fn into_parts(self) -> (PeerId, Request, Responder) {
+        (self.peer, self.request, self.reply)
+    }
+}
+
+impl Responder {
+    pub(crate) fn respond(self, answer: Answer) {
         // The requester may have given up already; there is no one to tell.
-        match self.reply {
+        match self {
             Responder::Unary(reply) => {
                 let _ = reply.send(Reply::Answer(answer));
             }
@@ -112,13 +135,9 @@ impl InboundRequest {
         }
     }
 
-    /// Declines or reports a failure, with a message for the requester.
-    pub fn reject(self, kind: RemoteErrorKind, message: impl Into<String>) {
-        let error = RemoteError {
-            kind,
-            message: message.into(),
-        };
-        match self.reply {
+    pub(crate) fn reject(self, kind: RemoteErrorKind, message: String) {
+        let error = RemoteError { kind, message };
+        match self {
             Responder::Unary(reply) => {
                 let _ = reply.send(Reply::Error(error));
             }
@@ -126,13 +145,6 @@ impl InboundRequest {
                 let _ = tx.try_send(streaming::Frame::Error(error));
             }
         }
-    }
-
-    /// Replies chunk by chunk. A requester that asked for one answer (with
-    /// [`Node::request`]) gets the chunks collected into a JSON array when
-    /// the sink ends, so a streaming handler serves both kinds.
-    pub fn stream(self) -> ReplySink {
-        ReplySink::new(self.reply)
     }
 }
 

@@ -358,7 +358,7 @@ async fn serve_one(
             return;
         }
     };
-    let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(1));
+    let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(2));
     let handed = inbox.try_send(InboundRequest {
         peer,
         request,

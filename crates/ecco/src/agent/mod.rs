@@ -1,0 +1,425 @@
+//! Agents: a node that offers capabilities, answers requests with handlers,
+//! and asks others through a query pipeline.
+//!
+//! ```
+//! use ecco::agent::{Agent, Call, HandlerError};
+//! use ecco::node::{Answer, Config};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // An agent that offers a capability and answers it.
+//! let shouter = Agent::builder()
+//!     .config(Config::memory())
+//!     .capability("text/upper shout@1.0.0".parse()?)
+//!     .handler("text/upper", |call: Call| async move {
+//!         let text = call.request.payload.as_str().unwrap_or_default().to_uppercase();
+//!         Ok::<_, HandlerError>(Answer::new(text.into()))
+//!     })
+//!     .spawn()
+//!     .await?;
+//!
+//! // Another that knows only the first one's address, and asks.
+//! let mut config = Config::memory();
+//! config.bootstrap = shouter.addresses().await?;
+//! let client = Agent::builder().config(config).spawn().await?;
+//! let answered = client
+//!     .query("text/upper".parse()?)
+//!     .send("hello".into())
+//!     .await?;
+//! assert_eq!(answered.consensus.answer, Some("HELLO".into()));
+//! # Ok(())
+//! # }
+//! ```
+
+mod ask;
+mod handler;
+pub mod memory;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ecco_core::matcher::Explanation;
+use ecco_core::{Capability, Matcher, Offer, Performance, Query, Selector};
+use ecco_identity::Passphrase;
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+
+pub use ask::{Answered, Ask, QueryError, Ranked};
+pub use handler::{Call, Handler, HandlerError};
+
+use crate::node::{Config, Event, Node, NodeError};
+use crate::{Identity, PeerId, agent_id};
+use handler::Handlers;
+use memory::Memory;
+
+/// Why an agent could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The identity could not be loaded or created.
+    #[error("identity: {0}")]
+    Identity(#[from] ecco_identity::Error),
+    /// The node failed.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The data directory could not be used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+enum IdentitySource {
+    Ephemeral,
+    Given(Box<Identity>),
+    File {
+        path: PathBuf,
+        passphrase: Option<Passphrase>,
+    },
+}
+
+/// Sets an agent up; see [`Agent::builder`].
+#[derive(Debug)]
+pub struct Builder {
+    identity: IdentitySource,
+    config: Config,
+    capabilities: Vec<Capability>,
+    handlers: Handlers,
+    data_dir: Option<PathBuf>,
+    registry: Option<String>,
+    concurrency: usize,
+    seed: Option<u64>,
+}
+
+impl Builder {
+    /// Uses this identity (the default is a new, ephemeral one).
+    #[must_use]
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = IdentitySource::Given(Box::new(identity));
+        self
+    }
+
+    /// Loads the identity from a key file, creating it if missing.
+    #[must_use]
+    pub fn identity_file(
+        mut self,
+        path: impl Into<PathBuf>,
+        passphrase: Option<Passphrase>,
+    ) -> Self {
+        self.identity = IdentitySource::File {
+            path: path.into(),
+            passphrase,
+        };
+        self
+    }
+
+    /// The node's configuration: mesh name, private key, bootstrap peers,
+    /// listen addresses, mDNS on or off, limits.
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Offers a capability (more can be added while running).
+    #[must_use]
+    pub fn capability(mut self, capability: Capability) -> Self {
+        self.capabilities.push(capability);
+        self
+    }
+
+    /// Answers requests for capability type `kind` with `handler`.
+    #[must_use]
+    pub fn handler(mut self, kind: impl Into<String>, handler: impl Handler) -> Self {
+        self.handlers.by_type.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Answers requests for every type without a handler of its own.
+    #[must_use]
+    pub fn fallback_handler(mut self, handler: impl Handler) -> Self {
+        self.handlers.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Keeps the agent's memory of peers' performance in this directory, so
+    /// that it survives restarts (without one it lives in memory only).
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// A registry to register with and to search (the registry client comes
+    /// with the registry; until then the URL is only kept).
+    #[must_use]
+    pub fn registry(mut self, url: impl Into<String>) -> Self {
+        self.registry = Some(url.into());
+        self
+    }
+
+    /// At most this many requests handled at once (default 64).
+    #[must_use]
+    pub fn concurrency(mut self, requests: usize) -> Self {
+        self.concurrency = requests;
+        self
+    }
+
+    /// Seeds the random and weighted selection strategies (default: random).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Starts the agent: its node listens, dials the bootstrap peers,
+    /// announces the capabilities and serves requests.
+    pub async fn spawn(self) -> Result<Agent, AgentError> {
+        let identity = match self.identity {
+            IdentitySource::Ephemeral => Identity::generate(),
+            IdentitySource::Given(identity) => *identity,
+            IdentitySource::File { path, passphrase } => {
+                Identity::load_or_create(path, passphrase.as_ref())?
+            }
+        };
+        let memory = match &self.data_dir {
+            Some(dir) => Memory::open(dir).map_err(|source| AgentError::DataDir {
+                path: dir.clone(),
+                source,
+            })?,
+            None => Memory::default(),
+        };
+        let dht = self.config.discovery.dht;
+        let (node, inbox) = Node::spawn(&identity, self.config).await?;
+        if !self.capabilities.is_empty() {
+            node.set_capabilities(self.capabilities.clone()).await?;
+        }
+        tokio::spawn(handler::serve(inbox, self.handlers, self.concurrency));
+        let seed = self.seed.unwrap_or_else(rand::random);
+        Ok(Agent {
+            inner: Arc::new(Inner {
+                node,
+                capabilities: Mutex::new(self.capabilities),
+                selector: Mutex::new(Selector::new(seed)),
+                memory: Mutex::new(memory),
+                matcher: Matcher::default(),
+                registry: self.registry,
+                dht,
+            }),
+        })
+    }
+}
+
+/// A running agent. Cheap to clone; every clone is the same agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: Node,
+    capabilities: Mutex<Vec<Capability>>,
+    selector: Mutex<Selector>,
+    memory: Mutex<Memory>,
+    matcher: Matcher,
+    registry: Option<String>,
+    dht: bool,
+}
+
+/// Locks a mutex that no code path can poison in a harmful way: every
+/// critical section only reads or replaces plain data.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Agent {
+    /// A builder with an ephemeral identity and the default configuration
+    /// (a LAN node with mDNS; use [`Config::loopback`] for one machine).
+    pub fn builder() -> Builder {
+        Builder {
+            identity: IdentitySource::Ephemeral,
+            config: Config::default(),
+            capabilities: Vec::new(),
+            handlers: Handlers::default(),
+            data_dir: None,
+            registry: None,
+            concurrency: 64,
+            seed: None,
+        }
+    }
+
+    /// The agent's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.node.peer_id()
+    }
+
+    /// The node underneath, for what the agent API does not cover.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// The registry URL, if one was configured.
+    pub fn registry(&self) -> Option<&str> {
+        self.inner.registry.as_deref()
+    }
+
+    /// Where peers reach this agent: its listen addresses, each ending with
+    /// `/p2p/<id>`, as bootstrap addresses are written.
+    pub async fn addresses(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        let id = self.peer_id();
+        Ok(self
+            .inner
+            .node
+            .listen_addrs()
+            .await?
+            .into_iter()
+            .map(|a| a.with(Protocol::P2p(id)))
+            .collect())
+    }
+
+    /// The capabilities offered now.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        lock(&self.inner.capabilities).clone()
+    }
+
+    /// Replaces the capabilities offered, and re-announces them.
+    pub async fn set_capabilities(&self, capabilities: Vec<Capability>) -> Result<(), NodeError> {
+        self.inner
+            .node
+            .set_capabilities(capabilities.clone())
+            .await?;
+        *lock(&self.inner.capabilities) = capabilities;
+        Ok(())
+    }
+
+    /// Adds a capability, or replaces the one with the same type and name.
+    pub async fn add_capability(&self, capability: Capability) -> Result<(), NodeError> {
+        let mut all = self.capabilities();
+        all.retain(|c| !(c.kind() == capability.kind() && c.name() == capability.name()));
+        all.push(capability);
+        self.set_capabilities(all).await
+    }
+
+    /// Stops offering the capability of this type and name; says whether it was offered.
+    pub async fn remove_capability(&self, kind: &str, name: &str) -> Result<bool, NodeError> {
+        let mut all = self.capabilities();
+        let before = all.len();
+        all.retain(|c| !(c.kind().as_str() == kind && c.name() == name));
+        let removed = all.len() < before;
+        if removed {
+            self.set_capabilities(all).await?;
+        }
+        Ok(removed)
+    }
+
+    /// What this agent has observed of a peer.
+    pub fn performance(&self, peer: &PeerId) -> Option<Performance> {
+        lock(&self.inner.memory)
+            .peers()
+            .get(&agent_id(peer))
+            .copied()
+    }
+
+    /// Starts a query: discovery, matching, selection, fan-out, aggregation.
+    pub fn query(&self, query: Query) -> Ask {
+        Ask::new(self.clone(), query)
+    }
+
+    /// The offers known now, ranked for `query`, best first.
+    pub async fn ranked(&self, query: &Query) -> Result<Vec<Ranked>, NodeError> {
+        let (peers, offers) = self.offers().await?;
+        let matches = self.inner.matcher.rank(query, &offers);
+        Ok(matches
+            .iter()
+            .filter_map(|m| {
+                let i = offers.iter().position(|o| std::ptr::eq(o, m.offer))?;
+                Some(Ranked {
+                    peer: peers[i],
+                    capability: m.offer.capability.clone(),
+                    score: m.score,
+                })
+            })
+            .collect())
+    }
+
+    /// Why each known offer was or was not matched by `query`.
+    pub async fn explain(&self, query: &Query) -> Result<Vec<Explanation>, NodeError> {
+        let (_, offers) = self.offers().await?;
+        Ok(self.inner.matcher.explain_all(query, &offers))
+    }
+
+    async fn offers(&self) -> Result<(Vec<PeerId>, Vec<Offer>), NodeError> {
+        let mut peers = Vec::new();
+        let mut offers = Vec::new();
+        for entry in self.inner.node.directory().await? {
+            let agent = agent_id(&entry.peer);
+            for capability in entry.capabilities {
+                peers.push(entry.peer);
+                offers.push(Offer::new(agent.clone(), capability));
+            }
+        }
+        Ok((peers, offers))
+    }
+
+    /// The discovery cascade: the local directory first; while it holds
+    /// fewer than `want` matches, a DHT lookup and whatever the mesh
+    /// announces meanwhile, for at most `wait` (never a fixed sleep: it
+    /// returns as soon as there are enough). The registry joins the cascade
+    /// with the registry client.
+    pub async fn discover(
+        &self,
+        query: &Query,
+        want: usize,
+        wait: Duration,
+    ) -> Result<Vec<Ranked>, NodeError> {
+        let mut events = self.inner.node.subscribe();
+        let ranked = self.ranked(query).await?;
+        if ranked.len() >= want || wait.is_zero() {
+            return Ok(ranked);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let node = self.inner.node.clone();
+        let can_look_up = self.inner.dht && crate::discovery::dht::lookup_key("", query).is_some();
+        let lookup = async move {
+            if can_look_up {
+                if let Err(e) = node.lookup(query).await {
+                    tracing::debug!(error = %e, "DHT lookup failed");
+                }
+            } else {
+                futures::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(lookup);
+        let mut looked_up = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = &mut lookup, if !looked_up => looked_up = true,
+                event = events.recv() => match event {
+                    Ok(Event::CapabilitiesLearned(_))
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+            let ranked = self.ranked(query).await?;
+            if ranked.len() >= want {
+                return Ok(ranked);
+            }
+        }
+        self.ranked(query).await
+    }
+
+    /// Withdraws the capabilities, closes the connections and stops.
+    pub async fn shutdown(self) {
+        if let Err(e) = lock(&self.inner.memory).save() {
+            tracing::warn!(error = %e, "performance memory not saved");
+        }
+        self.inner.node.clone().shutdown().await;
+    }
+}

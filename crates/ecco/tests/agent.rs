@@ -1,0 +1,284 @@
+//! The agent API and its query pipeline, on the memory transport.
+
+#![allow(clippy::unwrap_used)]
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use ecco::agent::{Agent, Call, HandlerError};
+use ecco::aggregation::{FailureKind, Verdict};
+use ecco::node::{Answer, Config};
+use ecco::{Aggregation, PeerId, Query, Selection};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// An agent offering `capability` whose handler answers `answer` after
+/// `delay`, or fails when `answer` is null.
+async fn agent(
+    bootstrap: Option<&Agent>,
+    capability: &str,
+    answer: serde_json::Value,
+    delay: Duration,
+) -> Agent {
+    let mut config = Config::memory();
+    if let Some(b) = bootstrap {
+        config.bootstrap = b.addresses().await.unwrap();
+    }
+    let kind = capability.split(' ').next().unwrap().to_owned();
+    Agent::builder()
+        .config(config)
+        .capability(capability.parse().unwrap())
+        .handler(kind, move |_call: Call| {
+            let answer = answer.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                if answer.is_null() {
+                    Err(HandlerError::failed("this one always fails"))
+                } else {
+                    Ok(Answer::new(answer))
+                }
+            }
+        })
+        .spawn()
+        .await
+        .unwrap()
+}
+
+async fn client(hub: &Agent) -> Agent {
+    let mut config = Config::memory();
+    config.bootstrap = hub.addresses().await.unwrap();
+    Agent::builder()
+        .config(config)
+        .seed(7)
+        .spawn()
+        .await
+        .unwrap()
+}
+
+fn q(text: &str) -> Query {
+    text.parse().unwrap()
+}
+
+/// Waits until `client` knows `n` offers for `query`.
+async fn knows(client: &Agent, query: &str, n: usize) {
+    let found = client.discover(&q(query), n, WAIT).await.unwrap();
+    assert!(found.len() >= n, "only {} of {n} known", found.len());
+}
+
+#[tokio::test]
+async fn majority_vote_over_several_agents_with_a_failure() {
+    let hub = agent(None, "geo/capital a@1.0.0", json!("Paris"), Duration::ZERO).await;
+    let mut others = Vec::new();
+    for (name, answer) in [
+        ("b", json!("Paris")),
+        ("c", json!("Paris")),
+        ("d", json!("Lyon")),
+        ("e", json!(null)),
+    ] {
+        others.push(
+            agent(
+                Some(&hub),
+                &format!("geo/capital {name}@1.0.0"),
+                answer,
+                Duration::ZERO,
+            )
+            .await,
+        );
+    }
+    let client = client(&hub).await;
+    knows(&client, "geo/capital", 5).await;
+    let answered = client
+        .query(q("geo/capital"))
+        .select(Selection::All)
+        .aggregate(Aggregation::MajorityVote)
+        .send(json!({"country": "France"}))
+        .await
+        .unwrap();
+    let c = &answered.consensus;
+    assert_eq!(c.verdict, Verdict::Decided);
+    assert_eq!(c.answer, Some(json!("Paris")));
+    assert_eq!(answered.rankings.len(), 5);
+    // Every agent answered before the deadline, or a majority decided early.
+    assert!(c.agreement >= 3);
+    assert!(
+        c.failures
+            .iter()
+            .all(|f| f.failure.kind == FailureKind::HandlerFailed)
+    );
+    assert!(c.agents.iter().all(|a| a.latency_ms.is_some()));
+}
+
+#[tokio::test]
+async fn failed_agents_are_replaced_until_enough_succeed() {
+    // The two best matches fail; the third and fourth answer.
+    let hub = agent(None, "calc/add a@1.0.0 +exact", json!(null), Duration::ZERO).await;
+    let _b = agent(
+        Some(&hub),
+        "calc/add b@1.0.0 +exact",
+        json!(null),
+        Duration::ZERO,
+    )
+    .await;
+    let c = agent(Some(&hub), "calc/add c@1.0.0", json!(4), Duration::ZERO).await;
+    let d = agent(Some(&hub), "calc/add d@1.0.0", json!(4), Duration::ZERO).await;
+    let client = client(&hub).await;
+    knows(&client, "calc/add", 4).await;
+    let answered = client
+        .query(q("calc/add ~exact"))
+        .select(Selection::from_str("top-n:2").unwrap())
+        .min_agents(2)
+        .send(json!([2, 2]))
+        .await
+        .unwrap();
+    assert_eq!(answered.asked.len(), 4, "two failed, two replaced them");
+    let answering: Vec<PeerId> = answered.asked[2..].to_vec();
+    assert!(answering.contains(&c.peer_id()) && answering.contains(&d.peer_id()));
+    assert_eq!(answered.consensus.answer, Some(json!(4)));
+    assert_eq!(answered.consensus.agreement, 2);
+}
+
+#[tokio::test]
+async fn first_response_does_not_wait_for_the_slow() {
+    let hub = agent(None, "llm/chat fast@1.0.0", json!("quick"), Duration::ZERO).await;
+    let _slow = agent(
+        Some(&hub),
+        "llm/chat slow@1.0.0",
+        json!("late"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let client = client(&hub).await;
+    knows(&client, "llm/chat", 2).await;
+    let started = Instant::now();
+    let answered = client
+        .query(q("llm/chat"))
+        .select(Selection::All)
+        .aggregate(Aggregation::FirstResponse)
+        .send(json!("hi"))
+        .await
+        .unwrap();
+    assert_eq!(answered.consensus.answer, Some(json!("quick")));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered after {:?}, not after the slow agent's 10 s",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_overall_deadline_holds() {
+    let hub = agent(
+        None,
+        "slow/op a@1.0.0",
+        json!("late"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let client = client(&hub).await;
+    knows(&client, "slow/op", 1).await;
+    let answered = client
+        .query(q("slow/op"))
+        .timeout(Duration::from_millis(500))
+        .send(json!(null))
+        .await
+        .unwrap();
+    assert_eq!(answered.consensus.verdict, Verdict::AllFailed);
+    assert_eq!(
+        answered.consensus.failures[0].failure.kind,
+        FailureKind::Timeout
+    );
+}
+
+#[tokio::test]
+async fn round_robin_rotates_across_calls() {
+    let hub = agent(None, "rr/x a@1.0.0", json!("a"), Duration::ZERO).await;
+    let _b = agent(Some(&hub), "rr/x b@1.0.0", json!("b"), Duration::ZERO).await;
+    let _c = agent(Some(&hub), "rr/x c@1.0.0", json!("c"), Duration::ZERO).await;
+    let client = client(&hub).await;
+    knows(&client, "rr/x", 3).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let answered = client
+            .query(q("rr/x"))
+            .select(Selection::from_str("round-robin:1").unwrap())
+            .send(json!(null))
+            .await
+            .unwrap();
+        seen.insert(answered.asked[0]);
+    }
+    assert_eq!(seen.len(), 3, "each agent asked once in three calls");
+}
+
+#[tokio::test]
+async fn performance_memory_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = agent(None, "mem/x a@1.0.0", json!(1), Duration::ZERO).await;
+    let mut config = Config::memory();
+    config.bootstrap = hub.addresses().await.unwrap();
+    let first = Agent::builder()
+        .config(config.clone())
+        .data_dir(dir.path())
+        .spawn()
+        .await
+        .unwrap();
+    knows(&first, "mem/x", 1).await;
+    first.query(q("mem/x")).send(json!(null)).await.unwrap();
+    assert_eq!(first.performance(&hub.peer_id()).unwrap().successes, 1);
+    first.shutdown().await;
+    let second = Agent::builder()
+        .config(config)
+        .data_dir(dir.path())
+        .spawn()
+        .await
+        .unwrap();
+    let remembered = second.performance(&hub.peer_id()).unwrap();
+    assert_eq!(remembered.successes, 1);
+    assert!(remembered.latency_ms.is_some());
+}
+
+#[tokio::test]
+async fn capabilities_change_while_running() {
+    let hub = agent(None, "cap/a a@1.0.0", json!(1), Duration::ZERO).await;
+    let client = client(&hub).await;
+    knows(&client, "cap/a", 1).await;
+    hub.add_capability("cap/b b@1.0.0".parse().unwrap())
+        .await
+        .unwrap();
+    knows(&client, "cap/b", 1).await;
+    // Asking for a type without a handler fails with a typed error.
+    let answered = client.query(q("cap/b")).send(json!(null)).await.unwrap();
+    assert_eq!(
+        answered.consensus.failures[0].failure.kind,
+        FailureKind::NoHandler
+    );
+
+    assert!(hub.remove_capability("cap/a", "a").await.unwrap());
+    let gone = tokio::time::timeout(WAIT, async {
+        loop {
+            if client.ranked(&q("cap/a")).await.unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the removal reaches the client");
+    assert_eq!(hub.capabilities().len(), 1);
+}
+
+#[tokio::test]
+async fn too_few_candidates_is_a_clear_error() {
+    let hub = agent(None, "few/x a@1.0.0", json!(1), Duration::ZERO).await;
+    let client = client(&hub).await;
+    knows(&client, "few/x", 1).await;
+    let err = client
+        .query(q("few/x"))
+        .select(Selection::All)
+        .min_agents(3)
+        .discovery_wait(Duration::from_millis(200))
+        .send(json!(null))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 3"), "{err}");
+}
