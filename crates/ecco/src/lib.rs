@@ -34,6 +34,7 @@ pub mod node;
 
 pub use ecco_identity as identity;
 pub use ecco_identity::{Identity, PeerId};
+pub use libp2p::Multiaddr;
 
 /// The [`AgentId`] of a peer: the base58 text of its `PeerId`.
 pub fn agent_id(peer: &PeerId) -> AgentId {

@@ -48,6 +48,8 @@ pub struct Answered {
     /// The agents asked, in the order they were asked (failover last).
     #[serde(serialize_with = "all_base58")]
     pub asked: Vec<PeerId>,
+    /// How long the query took, discovery included, in milliseconds.
+    pub elapsed_ms: f64,
 }
 
 fn all_base58<S: serde::Serializer>(peers: &[PeerId], s: S) -> Result<S::Ok, S::Error> {
@@ -80,6 +82,7 @@ pub struct Ask {
     timeout: Duration,
     per_agent: Option<Duration>,
     discovery: Duration,
+    candidates: usize,
 }
 
 type Call = BoxFuture<'static, (usize, Result<Answer, RequestError>, Duration)>;
@@ -123,6 +126,7 @@ impl Ask {
             timeout: Duration::from_secs(30),
             per_agent: None,
             discovery: Duration::from_secs(5),
+            candidates: 0,
         }
     }
 
@@ -169,11 +173,25 @@ impl Ask {
         self
     }
 
+    /// Looks for at least this many candidates before asking (within the
+    /// discovery wait), beyond what the selection and `min_agents` need:
+    /// more candidates mean more room for failover.
+    pub fn candidates(mut self, n: usize) -> Self {
+        self.candidates = n;
+        self
+    }
+
     /// Runs the query with `payload` as every agent's input.
     pub async fn send(self, payload: Value) -> Result<Answered, QueryError> {
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
         let needed = self.min_agents.max(1);
-        let want = self.selection.count().unwrap_or(1).max(needed);
+        let want = self
+            .selection
+            .count()
+            .unwrap_or(1)
+            .max(needed)
+            .max(self.candidates);
         let rankings = self
             .agent
             .discover(&self.query, want, self.discovery.min(self.timeout))
@@ -252,6 +270,7 @@ impl Ask {
             consensus: aggregator.finish(),
             rankings,
             asked: fanout.asked,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
 

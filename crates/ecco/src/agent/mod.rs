@@ -139,6 +139,14 @@ impl Builder {
         self
     }
 
+    /// Answers requests for `kind` with a handler shared with other types
+    /// or agents.
+    #[must_use]
+    pub fn shared_handler(mut self, kind: impl Into<String>, handler: Arc<dyn Handler>) -> Self {
+        self.handlers.by_type.insert(kind.into(), handler);
+        self
+    }
+
     /// Answers requests for every type without a handler of its own.
     #[must_use]
     pub fn fallback_handler(mut self, handler: impl Handler) -> Self {

@@ -1,0 +1,161 @@
+//! `ecco agent`: runs an agent from a TOML file and/or flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ecco::Capability;
+use ecco::agent::Agent;
+use ecco::node::Config;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::handlers::{self, Spec};
+use crate::mesh::{self, MeshArgs};
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A TOML file describing the agent (flags add to it and override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    mesh: MeshArgs,
+    /// The key file (default: ~/.ecco/identity.key).
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// A capability in text form, such as "llm/chat gpt@1.0.0 +summarize price=0.002" (repeatable).
+    #[arg(long = "capability")]
+    capabilities: Vec<String>,
+    /// The handler of the flags' capabilities: echo, exec:<command> or http:<url>.
+    #[arg(long, default_value = "echo")]
+    handler: String,
+    /// Each request's deadline in the handler, such as 30s.
+    #[arg(long, default_value = "30s")]
+    handler_timeout: String,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    mesh: Option<String>,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    swarm_key: Option<PathBuf>,
+    mdns: Option<bool>,
+    identity: Option<PathBuf>,
+    handler_timeout: Option<String>,
+    #[serde(default, rename = "capability")]
+    capabilities: Vec<FileCapability>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCapability {
+    /// The text form.
+    spec: String,
+    /// echo, exec:<command> or http:<url>.
+    #[serde(default = "echo")]
+    handler: String,
+}
+
+fn echo() -> String {
+    "echo".to_owned()
+}
+
+pub(crate) fn duration(text: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(text)
+        .with_context(|| format!("`{text}` is not a duration (such as 500ms, 30s, 2m)"))
+}
+
+fn capability(text: &str) -> anyhow::Result<Capability> {
+    text.parse()
+        .map_err(|e| anyhow::anyhow!("capability `{text}`: {e}"))
+}
+
+pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
+    let file: File = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " "))
+            })?
+        }
+        None => File::default(),
+    };
+    // Flags win over the file; lists add up.
+    let mut mesh_args = args.mesh.clone();
+    if mesh_args.mesh.is_none() {
+        mesh_args.mesh = file.mesh.clone();
+    }
+    if mesh_args.listen.is_empty() {
+        mesh_args.listen = file.listen.clone();
+    }
+    mesh_args.bootstrap.extend(file.bootstrap.iter().cloned());
+    if mesh_args.swarm_key.is_none() {
+        mesh_args.swarm_key = file.swarm_key.clone();
+    }
+    if file.mdns == Some(false) {
+        mesh_args.no_mdns = true;
+    }
+    let config = mesh_args.config(Config::default())?;
+    let timeout = duration(
+        file.handler_timeout
+            .as_deref()
+            .unwrap_or(&args.handler_timeout),
+    )?;
+
+    let mut offered: Vec<(Capability, Spec)> = Vec::new();
+    for c in &file.capabilities {
+        offered.push((capability(&c.spec)?, c.handler.parse()?));
+    }
+    let flag_handler: Spec = args.handler.parse()?;
+    for c in &args.capabilities {
+        offered.push((capability(c)?, flag_handler.clone()));
+    }
+    if offered.is_empty() {
+        bail!(
+            "an agent needs at least one capability (--capability or [[capability]] in --config)"
+        );
+    }
+    let (identity, _) = crate::id::load(args.identity.or(file.identity))?;
+    let mut builder = Agent::builder().identity(identity).config(config.clone());
+    for (capability, spec) in &offered {
+        builder = builder
+            .capability(capability.clone())
+            .shared_handler(capability.kind().as_str(), handlers::build(spec, timeout));
+    }
+    let agent = builder.spawn().await?;
+    mesh::reach_bootstrap(&agent, &config).await?;
+    let addrs: Vec<String> = agent
+        .addresses()
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if json_out {
+        output::json_line(&json!({
+            "peer_id": agent.peer_id().to_base58(),
+            "listen": addrs,
+            "capabilities": offered.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!("agent {}", agent.peer_id());
+        for a in &addrs {
+            println!("  listening on {a}");
+        }
+        for (c, spec) in &offered {
+            println!("  offers {c}  ({spec:?})");
+        }
+        println!("Ctrl-C to stop.");
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    agent.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! `ecco demo`: six agents on loopback in this process, a client, every
+//! selection and aggregation strategy, and what happened.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ecco::agent::{Agent, Answered, Call, HandlerError};
+use ecco::aggregation::{Cluster, Response, Verdict};
+use ecco::node::{Answer, Config};
+use ecco::{Aggregation, PeerId, Query, Selection};
+use serde_json::{Value, json};
+
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Seed of the random and weighted selections.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// How a demo agent behaves: deterministic, so every run tells the same story.
+struct Persona {
+    name: &'static str,
+    capability: &'static str,
+    answer: Option<&'static str>,
+    delay_ms: u64,
+    story: &'static str,
+}
+
+const PERSONAS: [Persona; 6] = [
+    Persona {
+        name: "atlas",
+        capability: "qa/capital atlas@1.2.0 +cited price=0.002",
+        answer: Some("Paris"),
+        delay_ms: 20,
+        story: "answers Paris, quickly",
+    },
+    Persona {
+        name: "globe",
+        capability: "qa/capital globe@1.0.0 +cited price=0.004",
+        answer: Some("Paris"),
+        delay_ms: 40,
+        story: "answers Paris",
+    },
+    Persona {
+        name: "scribe",
+        capability: "qa/capital scribe@2.0.0 +cited price=0.008",
+        answer: Some("The capital of France is Paris."),
+        delay_ms: 60,
+        story: "answers in a full sentence",
+    },
+    Persona {
+        name: "contrarian",
+        capability: "qa/capital contrarian@1.0.0 price=0.001",
+        answer: Some("Lyon"),
+        delay_ms: 30,
+        story: "disagrees: Lyon",
+    },
+    Persona {
+        name: "sloth",
+        capability: "qa/capital sloth@1.0.0 +cited price=0.003",
+        answer: Some("Paris"),
+        delay_ms: 1500,
+        story: "answers Paris, but slowly (1.5 s)",
+    },
+    Persona {
+        name: "flaky",
+        capability: "qa/capital flaky@0.9.0 price=0.0005",
+        answer: None,
+        delay_ms: 10,
+        story: "always fails",
+    },
+];
+
+async fn start(persona: &Persona, bootstrap: &[ecco::Multiaddr]) -> anyhow::Result<Agent> {
+    let mut config = Config::loopback();
+    config.bootstrap = bootstrap.to_vec();
+    let (answer, delay) = (persona.answer, Duration::from_millis(persona.delay_ms));
+    let agent = Agent::builder()
+        .config(config)
+        .capability(persona.capability.parse()?)
+        .handler("qa/capital", move |_call: Call| async move {
+            tokio::time::sleep(delay).await;
+            match answer {
+                Some(a) => Ok(Answer::new(json!(a))),
+                None => Err(HandlerError::failed("flaky is having a bad day")),
+            }
+        })
+        .spawn()
+        .await
+        .with_context(|| format!("cannot start {}", persona.name))?;
+    Ok(agent)
+}
+
+/// One query of the demo, as reported.
+#[derive(serde::Serialize)]
+struct Run {
+    selection: String,
+    aggregation: String,
+    asked: Vec<String>,
+    answer: Option<Value>,
+    verdict: String,
+    agreement: usize,
+    confidence: f64,
+    elapsed_ms: f64,
+    outcomes: Vec<(String, String)>,
+}
+
+pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
+    let say = |text: &str| {
+        if !json_out {
+            println!("{text}");
+        }
+    };
+    say("Ecco demo: six agents and a client, all in this process, over 127.0.0.1.");
+    let mut agents = Vec::new();
+    let mut names: HashMap<PeerId, &'static str> = HashMap::new();
+    let hub = start(&PERSONAS[0], &[]).await?;
+    let hub_addrs = hub.addresses().await?;
+    names.insert(hub.peer_id(), PERSONAS[0].name);
+    agents.push(hub);
+    for persona in &PERSONAS[1..] {
+        let agent = start(persona, &hub_addrs).await?;
+        names.insert(agent.peer_id(), persona.name);
+        agents.push(agent);
+    }
+    let mut config = Config::loopback();
+    config.bootstrap = hub_addrs;
+    let client = Agent::builder()
+        .config(config)
+        .seed(args.seed)
+        .spawn()
+        .await?;
+    if !json_out {
+        println!("\n{:<11} {:<46} behaviour", "agent", "capability");
+        for p in &PERSONAS {
+            println!("{:<11} {:<46} {}", p.name, p.capability, p.story);
+        }
+    }
+
+    let query: Query = "qa/capital price<=0.01 ~cited".parse()?;
+    let started = Instant::now();
+    let known = client
+        .discover(&query, PERSONAS.len(), Duration::from_secs(20))
+        .await?;
+    say(&format!(
+        "\nThe client learned {} offers in {:.0} ms (signed gossip announcements and fetches).",
+        known.len(),
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
+    say("Query: qa/capital price<=0.01 ~cited  (\"what is the capital of France?\")");
+    if !json_out {
+        println!("\n{:<11} {:<6} why", "agent", "score");
+        for r in &known {
+            let name = names.get(&r.peer).copied().unwrap_or("?");
+            println!("{:<11} {:<6.3} {}", name, r.score, r.capability);
+        }
+    }
+
+    let mut runs = Vec::new();
+    say("\nSelection strategies, each with majority-vote:");
+    for selection in [
+        "all",
+        "top-n:3",
+        "round-robin:2",
+        "round-robin:2",
+        "random:2",
+        "weighted:2",
+    ] {
+        let selection: Selection = selection.parse()?;
+        runs.push(
+            ask(
+                &client,
+                &query,
+                selection,
+                Aggregation::MajorityVote,
+                &names,
+                json_out,
+            )
+            .await?,
+        );
+    }
+    say("\nAggregation strategies, each over all six agents:");
+    let shortest = Aggregation::custom(|responses: &[Response], _: &[Cluster]| {
+        responses
+            .iter()
+            .filter_map(Response::value)
+            .min_by_key(|v| v.as_str().map_or(usize::MAX, str::len))
+            .cloned()
+    });
+    let aggregations: Vec<Aggregation> = vec![
+        Aggregation::MajorityVote,
+        "weighted-vote".parse()?,
+        "best-score".parse()?,
+        "ensemble".parse()?,
+        "consensus-threshold:0.75".parse()?,
+        Aggregation::FirstResponse,
+        "longest".parse()?,
+        shortest,
+    ];
+    for aggregation in aggregations {
+        runs.push(
+            ask(
+                &client,
+                &query,
+                Selection::All,
+                aggregation,
+                &names,
+                json_out,
+            )
+            .await?,
+        );
+    }
+    if json_out {
+        output::json_line(&json!({ "offers": known, "runs": runs }))?;
+    } else {
+        println!("\nNotes: a vote decides as soon as no other answer can win, so top-n:3");
+        println!("stops after two agreeing answers; over all six agents it waits for sloth,");
+        println!(
+            "as only sloth's answer can make Paris a majority (3 of 6 is not). first-response"
+        );
+        println!("answers with the fastest success and cancels the rest. custom is a rule");
+        println!("written in Rust: here, the shortest answer. flaky's failures are remembered");
+        println!("and lower its weight in weighted selection.");
+    }
+    client.shutdown().await;
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    say("\nDone.");
+    Ok(())
+}
+
+async fn ask(
+    client: &Agent,
+    query: &Query,
+    selection: Selection,
+    aggregation: Aggregation,
+    names: &HashMap<PeerId, &'static str>,
+    json_out: bool,
+) -> anyhow::Result<Run> {
+    let name = |p: &PeerId| names.get(p).copied().unwrap_or("?").to_owned();
+    let label = aggregation.name().to_owned();
+    let started = Instant::now();
+    let answered: Answered = client
+        .query(query.clone())
+        .select(selection)
+        .aggregate(aggregation)
+        .timeout(Duration::from_secs(10))
+        .send(json!({"question": "What is the capital of France?"}))
+        .await?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let c = &answered.consensus;
+    let by_agent: HashMap<String, String> = answered
+        .asked
+        .iter()
+        .map(|p| (ecco::agent_id(p).to_string(), name(p)))
+        .collect();
+    let outcomes = c
+        .agents
+        .iter()
+        .map(|a| {
+            let who = by_agent.get(a.agent.as_str()).cloned().unwrap_or_default();
+            let what = if a.ok {
+                format!("{:.0} ms", a.latency_ms.unwrap_or_default())
+            } else {
+                "failed".to_owned()
+            };
+            (who, what)
+        })
+        .collect();
+    let run = Run {
+        selection: selection.to_string(),
+        aggregation: label,
+        asked: answered.asked.iter().map(name).collect(),
+        answer: c.answer.clone(),
+        verdict: match &c.verdict {
+            Verdict::Decided => "decided".to_owned(),
+            Verdict::NoConsensus { .. } => "no consensus".to_owned(),
+            Verdict::AllFailed => "all failed".to_owned(),
+            Verdict::NoResponses => "no responses".to_owned(),
+        },
+        agreement: c.agreement,
+        confidence: c.confidence,
+        elapsed_ms,
+        outcomes,
+    };
+    if !json_out {
+        println_run(&run);
+    }
+    Ok(run)
+}
+
+fn println_run(run: &Run) {
+    let answer = run
+        .answer
+        .as_ref()
+        .map_or_else(|| "(none)".to_owned(), |a| output::brief(a, 34));
+    println!(
+        "  {:<14} {:<24} -> {:<35} {:<12} agree {} conf {:.2} in {:>5.0} ms",
+        run.selection,
+        run.aggregation,
+        answer,
+        run.verdict,
+        run.agreement,
+        run.confidence,
+        run.elapsed_ms
+    );
+    let asked: Vec<String> = run
+        .outcomes
+        .iter()
+        .map(|(who, what)| format!("{who} {what}"))
+        .collect();
+    println!("      asked: {}", asked.join(", "));
+}

@@ -1,0 +1,87 @@
+//! Flags shared by the commands that join a mesh.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ecco::Multiaddr;
+use ecco::agent::Agent;
+use ecco::node::{Config, SwarmKey};
+
+/// How long a command waits for each bootstrap peer to answer.
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct MeshArgs {
+    /// The mesh name (namespaces protocols and topics).
+    #[arg(long)]
+    pub(crate) mesh: Option<String>,
+    /// An address to listen on, such as /ip4/0.0.0.0/tcp/4001 (repeatable).
+    #[arg(long = "listen")]
+    pub(crate) listen: Vec<String>,
+    /// A peer to join through, /ip4/…/tcp/…/p2p/<id> (repeatable).
+    #[arg(long = "bootstrap")]
+    pub(crate) bootstrap: Vec<String>,
+    /// The private mesh's swarm key file (from `ecco swarm-key generate`).
+    #[arg(long)]
+    pub(crate) swarm_key: Option<PathBuf>,
+    /// Turns mDNS (LAN discovery by multicast) off.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+}
+
+pub(crate) fn parse_addr(text: &str, what: &str) -> anyhow::Result<Multiaddr> {
+    text.parse().with_context(|| {
+        format!("{what} `{text}` is not a multiaddr (such as /ip4/127.0.0.1/tcp/4001)")
+    })
+}
+
+impl MeshArgs {
+    /// The node configuration these flags describe, over `base`.
+    pub(crate) fn config(&self, mut base: Config) -> anyhow::Result<Config> {
+        if let Some(mesh) = &self.mesh {
+            base.mesh.clone_from(mesh);
+        }
+        if !self.listen.is_empty() {
+            base.listen = self
+                .listen
+                .iter()
+                .map(|a| parse_addr(a, "listen address"))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        base.bootstrap = self
+            .bootstrap
+            .iter()
+            .map(|a| parse_addr(a, "bootstrap address"))
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(path) = &self.swarm_key {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read swarm key {}", path.display()))?;
+            let key: SwarmKey = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("swarm key {}: {e}", path.display()))?;
+            base.swarm_key = Some(key);
+            // pnet does not cover QUIC: listen on TCP only unless told otherwise.
+            if self.listen.is_empty() {
+                base.listen.retain(|a| !a.to_string().contains("/quic"));
+            }
+        }
+        if self.no_mdns {
+            base.discovery.mdns = false;
+        }
+        Ok(base)
+    }
+}
+
+/// Connects to every bootstrap peer, so that a wrong address is an error
+/// now rather than an empty answer later.
+pub(crate) async fn reach_bootstrap(agent: &Agent, config: &Config) -> anyhow::Result<()> {
+    for addr in &config.bootstrap {
+        match tokio::time::timeout(BOOTSTRAP_WAIT, agent.node().dial(addr.clone())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => bail!("cannot reach bootstrap peer {addr}: {e}"),
+            Err(_) => bail!("bootstrap peer {addr} did not answer within {BOOTSTRAP_WAIT:?}"),
+        }
+    }
+    Ok(())
+}

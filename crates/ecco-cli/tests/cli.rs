@@ -1,0 +1,330 @@
+//! End to end: real `ecco agent` processes on loopback (mDNS off, joined
+//! by bootstrap addresses), queried by `ecco discover` and `ecco ask`.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const ECCO: &str = env!("CARGO_BIN_EXE_ecco");
+
+/// A running `ecco agent`, killed when dropped.
+struct Running {
+    child: Child,
+    peer: String,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts an agent offering `capability` with `handler`, joined to `via`.
+fn agent(capability: &str, handler: &str, via: Option<&Running>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.key");
+    let mut cmd = Command::new(ECCO);
+    cmd.args([
+        "--json",
+        "agent",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ])
+    .args(["--capability", capability, "--handler", handler])
+    .arg("--identity")
+    .arg(&key);
+    if let Some(v) = via {
+        cmd.args(["--bootstrap", &v.addr]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("agent start line {line:?}: {e}"));
+    Running {
+        child,
+        peer: started["peer_id"].as_str().unwrap().to_owned(),
+        addr: started["listen"][0].as_str().unwrap().to_owned(),
+        _dir: dir,
+    }
+}
+
+fn ecco(args: &[&str]) -> Output {
+    Command::new(ECCO).args(args).output().unwrap()
+}
+
+/// Runs a command that must succeed and print one JSON line.
+fn ecco_json(args: &[&str]) -> Value {
+    let out = ecco(args);
+    assert!(
+        out.status.success(),
+        "ecco {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn exec(answer: &str) -> String {
+    format!("exec:cat >/dev/null; echo '{answer}'")
+}
+
+#[test]
+fn discover_and_ask_with_every_aggregation_strategy() {
+    let a = agent(
+        "qa/capital a@1.0.0 +cited price=0.001",
+        &exec("\"Paris\""),
+        None,
+    );
+    let b = agent(
+        "qa/capital b@1.0.0 price=0.002",
+        &exec("\"Paris\""),
+        Some(&a),
+    );
+    let c = agent(
+        "qa/capital c@1.0.0 price=0.003",
+        &exec("\"Lyon\""),
+        Some(&a),
+    );
+    let _other = agent("text/upper u@1.0.0", "echo", Some(&a));
+
+    let found = ecco_json(&[
+        "--json",
+        "discover",
+        "qa/capital",
+        "--where",
+        "price<=0.01",
+        "--no-mdns",
+        "--bootstrap",
+        &a.addr,
+        "--wait",
+        "2s",
+    ]);
+    let peers: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers.len(), 3, "{found}");
+    for p in [&a.peer, &b.peer, &c.peer] {
+        assert!(peers.contains(&p.as_str()));
+    }
+    let cited = ecco_json(&[
+        "--json",
+        "discover",
+        "qa/capital",
+        "--feature",
+        "cited",
+        "--no-mdns",
+        "--bootstrap",
+        &a.addr,
+        "--wait",
+        "1s",
+    ]);
+    assert_eq!(cited.as_array().unwrap().len(), 1);
+
+    for strategy in [
+        "majority-vote",
+        "weighted-vote",
+        "best-score",
+        "ensemble",
+        "consensus-threshold:0.6",
+        "first-response",
+        "longest",
+    ] {
+        let answered = ecco_json(&[
+            "--json",
+            "ask",
+            "qa/capital",
+            "--input",
+            "{\"country\": \"France\"}",
+            "--select",
+            "all",
+            "--aggregate",
+            strategy,
+            "--candidates",
+            "3",
+            "--prefer",
+            "cited",
+            "--no-mdns",
+            "--bootstrap",
+            &a.addr,
+        ]);
+        let consensus = &answered["consensus"];
+        assert_eq!(consensus["strategy"].as_str().unwrap(), strategy);
+        let answer = &consensus["answer"];
+        match strategy {
+            "ensemble" => assert!(answer.is_array(), "{answered}"),
+            "first-response" => assert!(answer == "Paris" || answer == "Lyon", "{answered}"),
+            "longest" => assert!(answer.is_string(), "{answered}"),
+            _ => assert_eq!(answer, "Paris", "{strategy}: {answered}"),
+        }
+    }
+}
+
+#[test]
+fn a_query_fails_over_when_an_agent_dies() {
+    // The slow one ranks first (it has the preferred feature) and dies mid-query.
+    let slow = agent(
+        "calc/add slow@1.0.0 +fast",
+        "exec:sleep 3; echo 4",
+        None,
+    );
+    let spare = agent("calc/add spare@1.0.0", &exec("4"), Some(&slow));
+    let ask = Command::new(ECCO)
+        .args([
+            "--json",
+            "ask",
+            "calc/add",
+            "--input",
+            "[2, 2]",
+            "--prefer",
+            "fast",
+            "--select",
+            "top-n:1",
+            "--candidates",
+            "2",
+            "--no-mdns",
+            "--bootstrap",
+            &spare.addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The ask has found both and sent its request before the slow one answers.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(slow);
+    let out = ask.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let asked: Vec<&str> = answered["asked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(asked.len(), 2, "{answered}");
+    assert_eq!(asked[1], spare.peer, "the spare replaced the dead one");
+    assert_eq!(answered["consensus"]["answer"], 4);
+}
+
+#[test]
+fn first_response_answers_at_the_fastest_agents_pace() {
+    let fast = agent("llm/chat fast@1.0.0", &exec("\"quick\""), None);
+    let _slow = agent(
+        "llm/chat slow@1.0.0",
+        "exec:sleep 5; echo '\"late\"'",
+        Some(&fast),
+    );
+    let answered = ecco_json(&[
+        "--json",
+        "ask",
+        "llm/chat",
+        "--input",
+        "\"hi\"",
+        "--select",
+        "all",
+        "--aggregate",
+        "first-response",
+        "--candidates",
+        "2",
+        "--no-mdns",
+        "--bootstrap",
+        &fast.addr,
+    ]);
+    assert_eq!(answered["consensus"]["answer"], "quick");
+    let elapsed = answered["elapsed_ms"].as_f64().unwrap();
+    println!("first-response took {elapsed:.0} ms; the slow agent takes 5000 ms");
+    assert!(
+        elapsed < 3000.0,
+        "took {elapsed} ms, close to the slow agent's 5 s"
+    );
+}
+
+/// Every bad input gives one error line on stderr (after any warnings the
+/// logs print) and a non-zero exit, never a panic.
+#[test]
+fn bad_input_gets_one_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, b"not a key file").unwrap();
+    let unreachable =
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["ask", "x/y", "--input", "{}", "--select", "most:3"],
+            "--select",
+        ),
+        (
+            vec!["ask", "x/y", "--input", "{}", "--aggregate", "loudest"],
+            "--aggregate",
+        ),
+        (vec!["ask", "x/y", "--input", "{not json"], "not JSON"),
+        (vec!["discover", "x/y", "--where", "price<<1"], "query"),
+        (
+            vec!["id", "--identity", garbage.to_str().unwrap()],
+            "identity",
+        ),
+        (
+            vec!["discover", "x/y", "--no-mdns", "--bootstrap", unreachable],
+            "bootstrap",
+        ),
+        (
+            vec!["discover", "x/y", "--bootstrap", "not-an-address"],
+            "multiaddr",
+        ),
+        (
+            vec!["agent", "--no-mdns", "--capability", "Bad Type"],
+            "capability",
+        ),
+        (
+            vec!["agent", "--capability", "x/y n@1.0.0", "--handler", "shout"],
+            "handler",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = ecco(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn id_and_swarm_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.key");
+    let first = ecco_json(&["--json", "id", "--identity", key.to_str().unwrap()]);
+    let again = ecco_json(&["--json", "id", "--identity", key.to_str().unwrap()]);
+    assert_eq!(first["peer_id"], again["peer_id"], "the identity is kept");
+    let out = ecco(&["swarm-key", "generate"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("/key/swarm/psk/1.0.0/\n/base16/\n"),
+        "{text}"
+    );
+}
