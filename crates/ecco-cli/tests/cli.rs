@@ -179,11 +179,7 @@ fn discover_and_ask_with_every_aggregation_strategy() {
 #[test]
 fn a_query_fails_over_when_an_agent_dies() {
     // The slow one ranks first (it has the preferred feature) and dies mid-query.
-    let slow = agent(
-        "calc/add slow@1.0.0 +fast",
-        "exec:sleep 3; echo 4",
-        None,
-    );
+    let slow = agent("calc/add slow@1.0.0 +fast", "exec:sleep 3; echo 4", None);
     let spare = agent("calc/add spare@1.0.0", &exec("4"), Some(&slow));
     let ask = Command::new(ECCO)
         .args([
