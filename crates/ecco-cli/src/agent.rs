@@ -27,7 +27,7 @@ pub(crate) struct Args {
     /// A capability in text form, such as "llm/chat gpt@1.0.0 +summarize price=0.002" (repeatable).
     #[arg(long = "capability")]
     capabilities: Vec<String>,
-    /// The handler of the flags' capabilities: echo, exec:<command> or http:<url>.
+    /// The handler of the flags' capabilities: echo, exec:CMD or http:URL.
     #[arg(long, default_value = "echo")]
     handler: String,
     /// Each request's deadline in the handler, such as 30s.
@@ -57,7 +57,7 @@ struct File {
 struct FileCapability {
     /// The text form.
     spec: String,
-    /// echo, exec:<command> or http:<url>.
+    /// echo, exec:CMD or http:URL.
     #[serde(default = "echo")]
     handler: String,
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Largest answer read from a command or a URL (the node's answer limit).
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
 
-/// A handler as configured: `echo`, `exec:<command>` or `http:<url>`.
+/// A handler as configured: `echo`, `exec:CMD` or `http:URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Spec {
     Echo,

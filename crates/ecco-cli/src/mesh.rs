@@ -19,7 +19,7 @@ pub(crate) struct MeshArgs {
     /// An address to listen on, such as /ip4/0.0.0.0/tcp/4001 (repeatable).
     #[arg(long = "listen")]
     pub(crate) listen: Vec<String>,
-    /// A peer to join through, /ip4/…/tcp/…/p2p/<id> (repeatable).
+    /// A peer to join through, /ip4/…/tcp/…/p2p/ID (repeatable).
     #[arg(long = "bootstrap")]
     pub(crate) bootstrap: Vec<String>,
     /// The private mesh's swarm key file (from `ecco swarm-key generate`).
