@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ecco::agent::{Agent, Answered, Call, HandlerError};
+use ecco::agent::{Agent, Answered, Call, HandlerError, Proposal};
 use ecco::aggregation::{Cluster, Response, Verdict};
+use ecco::negotiation::{Reply, Step, Terms};
 use ecco::node::{Answer, Config};
 use ecco::{Aggregation, PeerId, Query, Selection};
 use serde_json::{Value, json};
@@ -74,12 +75,49 @@ const PERSONAS: [Persona; 6] = [
     },
 ];
 
+/// scribe haggles: it agrees to 0.006 or more, and otherwise meets the
+/// client at 0.007 as its last offer.
+async fn haggle(p: Proposal) -> Reply {
+    let asked = p
+        .capability
+        .as_ref()
+        .map(Terms::declared)
+        .unwrap_or_default();
+    match p.step {
+        Step::Ask => Reply::Offer {
+            terms: asked,
+            last: false,
+        },
+        Step::Counter { terms, .. } if terms.price.is_some_and(|x| x >= 0.006) => {
+            Reply::Agreed { terms }
+        }
+        Step::Counter { .. } => Reply::Offer {
+            terms: Terms {
+                price: Some(0.007),
+                ..asked
+            },
+            last: true,
+        },
+        Step::Accept { terms } => Reply::Agreed { terms },
+        Step::Decline => Reply::Declined {
+            reason: "maybe next time".to_owned(),
+        },
+    }
+}
+
 async fn start(persona: &Persona, bootstrap: &[ecco::Multiaddr]) -> anyhow::Result<Agent> {
     let mut config = Config::loopback();
     config.bootstrap = bootstrap.to_vec();
     let (answer, delay) = (persona.answer, Duration::from_millis(persona.delay_ms));
     let agent = Agent::builder()
         .config(config)
+        .negotiator("qa/capital", |p: Proposal| async move {
+            if p.capability.as_ref().is_some_and(|c| c.name() == "scribe") {
+                haggle(p).await
+            } else {
+                ecco::negotiation::default_rule(p.capability.as_ref(), &p.step)
+            }
+        })
         .capability(persona.capability.parse()?)
         .handler("qa/capital", move |_call: Call| async move {
             tokio::time::sleep(delay).await;
@@ -213,8 +251,49 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             .await?,
         );
     }
+    say("\nNegotiation with scribe, before sending it work:");
+    let scribe = names
+        .iter()
+        .find(|(_, n)| **n == "scribe")
+        .map(|(p, _)| *p)
+        .context("scribe is missing")?;
+    let mut deal = client.negotiate(scribe, "qa/capital".parse()?, json!("capital of France?"));
+    let mut steps = Vec::new();
+    let offer = deal.ask().await?;
+    steps.push(("ask".to_owned(), offer.clone()));
+    let counter = deal
+        .counter(Terms {
+            price: Some(0.005),
+            ..Terms::default()
+        })
+        .await?;
+    steps.push(("counter price=0.005".to_owned(), counter.clone()));
+    if let Reply::Offer { terms, .. } = counter {
+        let agreed = deal.accept(terms).await?;
+        steps.push(("accept".to_owned(), agreed));
+    }
+    let flaky = names
+        .iter()
+        .find(|(_, n)| **n == "flaky")
+        .map(|(p, _)| *p)
+        .context("flaky is missing")?;
+    let declined = client
+        .negotiate(flaky, "qa/capital".parse()?, json!(null))
+        .decline()
+        .await?;
+    steps.push(("decline (to flaky)".to_owned(), declined));
+    if !json_out {
+        for (step, reply) in &steps {
+            println!("  client: {step:<22} provider: {}", describe(reply));
+        }
+    }
+
     if json_out {
-        output::json_line(&json!({ "offers": known, "runs": runs }))?;
+        let negotiation: Vec<Value> = steps
+            .iter()
+            .map(|(step, reply)| json!({ "step": step, "reply": reply }))
+            .collect();
+        output::json_line(&json!({ "offers": known, "runs": runs, "negotiation": negotiation }))?;
     } else {
         println!("\nNotes: a vote decides as soon as no other answer can win, so top-n:3");
         println!("stops after two agreeing answers; over all six agents it waits for sloth,");
@@ -291,6 +370,30 @@ async fn ask(
         println_run(&run);
     }
     Ok(run)
+}
+
+fn describe(reply: &Reply) -> String {
+    let terms = |t: &Terms| {
+        let mut parts = Vec::new();
+        if let Some(p) = t.price {
+            parts.push(format!("price={p}"));
+        }
+        if let Some(l) = t.latency_ms {
+            parts.push(format!("latency_ms={l}"));
+        }
+        parts.join(" ")
+    };
+    match reply {
+        Reply::Offer { terms: t, last } => {
+            format!(
+                "offers {}{}",
+                terms(t),
+                if *last { " (last offer)" } else { "" }
+            )
+        }
+        Reply::Agreed { terms: t } => format!("agreed at {}", terms(t)),
+        Reply::Declined { reason } => format!("declined: {reason}"),
+    }
 }
 
 fn println_run(run: &Run) {

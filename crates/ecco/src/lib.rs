@@ -30,6 +30,7 @@ pub use ecco_core::{
 };
 pub mod agent;
 pub mod discovery;
+pub mod negotiation;
 pub mod node;
 
 pub use ecco_identity as identity;

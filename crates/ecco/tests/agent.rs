@@ -282,3 +282,175 @@ async fn too_few_candidates_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("at least 3"), "{err}");
 }
+
+mod negotiation {
+    use super::*;
+    use ecco::agent::Proposal;
+    use ecco::negotiation::{MAX_ROUNDS, Reply, Step, Terms};
+
+    fn price(p: f64) -> Terms {
+        Terms {
+            price: Some(p),
+            ..Terms::default()
+        }
+    }
+
+    /// A provider that asks 0.010, agrees to counters of at least 0.008,
+    /// meets lower ones (down to 0.005) at 0.009 as its last offer, and
+    /// declines anything below.
+    async fn haggler() -> Agent {
+        Agent::builder()
+            .config(Config::memory())
+            .capability(
+                "llm/chat h@1.0.0 price=0.01 latency_ms=200"
+                    .parse()
+                    .unwrap(),
+            )
+            .handler("llm/chat", |_c: Call| async {
+                Ok(Answer::new(json!("done")))
+            })
+            .negotiator("llm/chat", |p: Proposal| async move {
+                let asked = p
+                    .capability
+                    .as_ref()
+                    .map(Terms::declared)
+                    .unwrap_or_default();
+                match p.step {
+                    Step::Ask => Reply::Offer {
+                        terms: asked,
+                        last: false,
+                    },
+                    Step::Counter { terms, .. } => match terms.price {
+                        Some(x) if x >= 0.008 => Reply::Agreed { terms },
+                        Some(x) if x >= 0.005 => Reply::Offer {
+                            terms: Terms {
+                                price: Some(0.009),
+                                ..asked
+                            },
+                            last: true,
+                        },
+                        _ => Reply::Declined {
+                            reason: "too low".into(),
+                        },
+                    },
+                    Step::Accept { terms } => Reply::Agreed { terms },
+                    Step::Decline => Reply::Declined {
+                        reason: "ok, bye".into(),
+                    },
+                }
+            })
+            .spawn()
+            .await
+            .unwrap()
+    }
+
+    async fn pair() -> (Agent, Agent) {
+        let provider = haggler().await;
+        let client = client(&provider).await;
+        knows(&client, "llm/chat", 1).await;
+        (provider, client)
+    }
+
+    #[tokio::test]
+    async fn accept_the_offer() {
+        let (provider, client) = pair().await;
+        let mut n = client.negotiate(
+            provider.peer_id(),
+            "llm/chat".parse().unwrap(),
+            json!("summarize this"),
+        );
+        let Reply::Offer { terms, last: false } = n.ask().await.unwrap() else {
+            panic!("an offer first")
+        };
+        assert_eq!(terms.price, Some(0.01));
+        assert_eq!(terms.latency_ms, Some(200.0));
+        assert_eq!(
+            n.accept(terms.clone()).await.unwrap(),
+            Reply::Agreed { terms }
+        );
+    }
+
+    #[tokio::test]
+    async fn counter_then_agree() {
+        let (provider, client) = pair().await;
+        let mut n = client.negotiate(provider.peer_id(), "llm/chat".parse().unwrap(), json!(null));
+        n.ask().await.unwrap();
+        // Too low: the provider meets it at its last offer.
+        let reply = n.counter(price(0.006)).await.unwrap();
+        let Reply::Offer { terms, last: true } = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(terms.price, Some(0.009));
+        // Meeting in the middle is agreed.
+        assert_eq!(
+            n.counter(price(0.0085)).await.unwrap(),
+            Reply::Agreed {
+                terms: price(0.0085)
+            }
+        );
+        assert_eq!(n.round(), 3);
+    }
+
+    #[tokio::test]
+    async fn decline_and_be_declined() {
+        let (provider, client) = pair().await;
+        let mut n = client.negotiate(provider.peer_id(), "llm/chat".parse().unwrap(), json!(null));
+        n.ask().await.unwrap();
+        assert!(matches!(
+            n.counter(price(0.001)).await.unwrap(),
+            Reply::Declined { .. }
+        ));
+        let n = client.negotiate(provider.peer_id(), "llm/chat".parse().unwrap(), json!(null));
+        assert!(
+            matches!(n.decline().await.unwrap(), Reply::Declined { reason } if reason == "ok, bye")
+        );
+    }
+
+    #[tokio::test]
+    async fn rounds_are_bounded() {
+        let (provider, client) = pair().await;
+        let mut n = client.negotiate(provider.peer_id(), "llm/chat".parse().unwrap(), json!(null));
+        n.ask().await.unwrap();
+        for _ in 2..=MAX_ROUNDS {
+            n.counter(price(0.006)).await.unwrap();
+        }
+        assert!(matches!(
+            n.counter(price(0.006)).await,
+            Err(ecco::agent::NegotiationError::TooManyRounds)
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_a_negotiator_the_declared_terms_hold() {
+        let provider = agent(
+            None,
+            "geo/capital a@1.0.0 price=0.002",
+            json!("Paris"),
+            Duration::ZERO,
+        )
+        .await;
+        let client = client(&provider).await;
+        knows(&client, "geo/capital", 1).await;
+        let mut n = client.negotiate(
+            provider.peer_id(),
+            "geo/capital".parse().unwrap(),
+            json!(null),
+        );
+        let Reply::Offer { terms, .. } = n.ask().await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(terms.price, Some(0.002));
+        let reply = n.counter(price(0.001)).await.unwrap();
+        assert_eq!(
+            reply,
+            Reply::Offer {
+                terms: terms.clone(),
+                last: true
+            }
+        );
+        assert_eq!(
+            n.accept(terms.clone()).await.unwrap(),
+            Reply::Agreed { terms }
+        );
+    }
+}

@@ -8,6 +8,9 @@ use futures::future::BoxFuture;
 use libp2p::PeerId;
 use tokio::sync::Semaphore;
 
+use ecco_core::Capability;
+
+use crate::negotiation::{self, Step};
 use crate::node::{Answer, Inbox, RemoteErrorKind, Request};
 
 /// One request, as a handler sees it.
@@ -64,12 +67,44 @@ where
     }
 }
 
+/// A negotiation step, as a provider sees it.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    /// Who negotiates.
+    pub peer: PeerId,
+    /// The capability this agent offers under the type asked for, if any.
+    pub capability: Option<Capability>,
+    /// The work the client means to send, as it described it.
+    pub payload: serde_json::Value,
+    /// The client's step.
+    pub step: Step,
+}
+
+/// Decides negotiations for a provider. Implemented for every
+/// `Fn(Proposal) -> impl Future<Output = negotiation::Reply>`. Without one,
+/// an agent follows [`negotiation::default_rule`].
+pub trait Negotiator: Send + Sync + 'static {
+    /// Answers one step.
+    fn negotiate(&self, proposal: Proposal) -> BoxFuture<'static, negotiation::Reply>;
+}
+
+impl<F, Fut> Negotiator for F
+where
+    F: Fn(Proposal) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = negotiation::Reply> + Send + 'static,
+{
+    fn negotiate(&self, proposal: Proposal) -> BoxFuture<'static, negotiation::Reply> {
+        Box::pin(self(proposal))
+    }
+}
+
 /// The handlers of an agent: one per capability type, and an optional one
-/// for every other type.
+/// for every other type; likewise its negotiators.
 #[derive(Clone, Default)]
 pub(crate) struct Handlers {
     pub(crate) by_type: HashMap<String, Arc<dyn Handler>>,
     pub(crate) fallback: Option<Arc<dyn Handler>>,
+    pub(crate) negotiators: HashMap<String, Arc<dyn Negotiator>>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -89,11 +124,32 @@ impl Handlers {
 
 /// Serves the inbox until the node stops: each request runs in its own task,
 /// at most `concurrency` at once (beyond that the inbox fills and the node
-/// answers "busy").
-pub(crate) async fn serve(mut inbox: Inbox, handlers: Handlers, concurrency: usize) {
+/// answers "busy"). Negotiation steps go to the negotiators.
+pub(crate) async fn serve(
+    mut inbox: Inbox,
+    handlers: Handlers,
+    capabilities: Arc<std::sync::Mutex<Vec<Capability>>>,
+    concurrency: usize,
+) {
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     while let Some(inbound) = inbox.recv().await {
         let kind = inbound.request.capability.as_str().to_owned();
+        if inbound.request.negotiation.is_some() {
+            let capability = super::lock(&capabilities)
+                .iter()
+                .find(|c| c.kind().as_str() == kind)
+                .cloned();
+            let negotiator = handlers.negotiators.get(&kind).cloned();
+            let (peer, request, reply) = inbound.into_parts();
+            tokio::spawn(async move {
+                let decision = negotiate(negotiator, peer, capability, request).await;
+                match serde_json::to_value(decision) {
+                    Ok(value) => reply.respond(Answer::new(value)),
+                    Err(e) => reply.reject(RemoteErrorKind::HandlerFailed, e.to_string()),
+                }
+            });
+            continue;
+        }
         let Some(handler) = handlers.get(&kind) else {
             inbound.reject(
                 RemoteErrorKind::NoHandler,
@@ -112,5 +168,33 @@ pub(crate) async fn serve(mut inbox: Inbox, handlers: Handlers, concurrency: usi
             }
             drop(slot);
         });
+    }
+}
+
+async fn negotiate(
+    negotiator: Option<Arc<dyn Negotiator>>,
+    peer: PeerId,
+    capability: Option<Capability>,
+    request: Request,
+) -> negotiation::Reply {
+    let Some(step) = request.negotiation else {
+        return negotiation::Reply::Declined {
+            reason: "not a negotiation".to_owned(),
+        };
+    };
+    if let Err(refusal) = negotiation::check_round(&step) {
+        return refusal;
+    }
+    match negotiator {
+        Some(n) => {
+            n.negotiate(Proposal {
+                peer,
+                capability,
+                payload: request.payload,
+                step,
+            })
+            .await
+        }
+        None => negotiation::default_rule(capability.as_ref(), &step),
     }
 }

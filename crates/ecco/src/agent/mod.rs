@@ -34,6 +34,7 @@
 mod ask;
 mod handler;
 pub mod memory;
+mod negotiate;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -46,7 +47,8 @@ use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
 pub use ask::{Answered, Ask, QueryError, Ranked};
-pub use handler::{Call, Handler, HandlerError};
+pub use handler::{Call, Handler, HandlerError, Negotiator, Proposal};
+pub use negotiate::{Negotiation, NegotiationError};
 
 use crate::node::{Config, Event, Node, NodeError};
 use crate::{Identity, PeerId, agent_id};
@@ -147,6 +149,16 @@ impl Builder {
         self
     }
 
+    /// Decides negotiations about capability type `kind` (without one, the
+    /// agent offers the declared terms: [`negotiation::default_rule`](crate::negotiation::default_rule)).
+    #[must_use]
+    pub fn negotiator(mut self, kind: impl Into<String>, negotiator: impl Negotiator) -> Self {
+        self.handlers
+            .negotiators
+            .insert(kind.into(), Arc::new(negotiator));
+        self
+    }
+
     /// Answers requests for every type without a handler of its own.
     #[must_use]
     pub fn fallback_handler(mut self, handler: impl Handler) -> Self {
@@ -206,12 +218,18 @@ impl Builder {
         if !self.capabilities.is_empty() {
             node.set_capabilities(self.capabilities.clone()).await?;
         }
-        tokio::spawn(handler::serve(inbox, self.handlers, self.concurrency));
+        let capabilities = Arc::new(Mutex::new(self.capabilities));
+        tokio::spawn(handler::serve(
+            inbox,
+            self.handlers,
+            capabilities.clone(),
+            self.concurrency,
+        ));
         let seed = self.seed.unwrap_or_else(rand::random);
         Ok(Agent {
             inner: Arc::new(Inner {
                 node,
-                capabilities: Mutex::new(self.capabilities),
+                capabilities,
                 selector: Mutex::new(Selector::new(seed)),
                 memory: Mutex::new(memory),
                 matcher: Matcher::default(),
@@ -231,7 +249,8 @@ pub struct Agent {
 #[derive(Debug)]
 struct Inner {
     node: Node,
-    capabilities: Mutex<Vec<Capability>>,
+    /// Shared with the serving task, which reads the declared terms.
+    capabilities: Arc<Mutex<Vec<Capability>>>,
     selector: Mutex<Selector>,
     memory: Mutex<Memory>,
     matcher: Matcher,
@@ -331,6 +350,17 @@ impl Agent {
             .peers()
             .get(&agent_id(peer))
             .copied()
+    }
+
+    /// Starts negotiating with `peer` about work of type `kind`, described by
+    /// `payload`.
+    pub fn negotiate(
+        &self,
+        peer: PeerId,
+        kind: ecco_core::CapabilityType,
+        payload: serde_json::Value,
+    ) -> Negotiation {
+        Negotiation::new(self.inner.node.clone(), peer, kind, payload)
     }
 
     /// Starts a query: discovery, matching, selection, fan-out, aggregation.

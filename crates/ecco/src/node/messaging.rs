@@ -18,6 +18,10 @@ pub struct Request {
     /// Binary attachments (images, documents), sent as CBOR byte strings.
     #[serde(default)]
     pub attachments: Vec<ByteBuf>,
+    /// When set, this is a negotiation step about the capability, not work:
+    /// the answer's result is a [`negotiation::Reply`](crate::negotiation::Reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negotiation: Option<crate::negotiation::Step>,
 }
 
 impl Request {
@@ -27,6 +31,7 @@ impl Request {
             capability,
             payload,
             attachments: Vec::new(),
+            negotiation: None,
         }
     }
 
