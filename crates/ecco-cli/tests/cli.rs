@@ -324,3 +324,49 @@ fn id_and_swarm_key() {
         "{text}"
     );
 }
+
+/// The Python example: an agent from a TOML file whose handler is a script.
+#[test]
+fn the_python_exec_example_answers() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-exec");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(ECCO)
+        .current_dir(&example)
+        .args([
+            "--json",
+            "agent",
+            "--config",
+            "agent.toml",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let addr = started["listen"][0].as_str().unwrap().to_owned();
+    let answered = ecco_json(&[
+        "--json",
+        "ask",
+        "text/stats",
+        "--input",
+        "\"the quick brown fox\"",
+        "--no-mdns",
+        "--bootstrap",
+        &addr,
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        answered["consensus"]["answer"],
+        serde_json::json!({"words": 4, "characters": 19, "longest": "quick"})
+    );
+}
