@@ -263,9 +263,7 @@ impl Ask {
                 break;
             }
         }
-        if let Err(e) = lock(&self.agent.inner.memory).save() {
-            tracing::warn!(error = %e, "performance memory not saved");
-        }
+        self.agent.save_memory_soon();
         Ok(Answered {
             consensus: aggregator.finish(),
             rankings,
@@ -299,13 +297,13 @@ impl Ask {
                 self.min_agents,
             )?
         };
+        let at = super::positions(&offers);
         let chosen: Vec<usize> = picked
             .iter()
-            .filter_map(|m| offers.iter().position(|o| std::ptr::eq(o, m.offer)))
+            .filter_map(|m| at.get(&std::ptr::from_ref(m.offer)).copied())
             .collect();
-        let reserve = (0..rankings.len())
-            .filter(|i| !chosen.contains(i))
-            .collect();
+        let taken: BTreeSet<usize> = chosen.iter().copied().collect();
+        let reserve = (0..rankings.len()).filter(|i| !taken.contains(i)).collect();
         Ok((chosen, reserve))
     }
 

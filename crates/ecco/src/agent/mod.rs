@@ -258,6 +258,16 @@ struct Inner {
     dht: bool,
 }
 
+/// Where each offer sits in `offers`, by address: a match refers to its
+/// offer, and this finds the offer's peer without a linear search.
+fn positions(offers: &[Offer]) -> std::collections::HashMap<*const Offer, usize> {
+    offers
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (std::ptr::from_ref(o), i))
+        .collect()
+}
+
 /// Locks a mutex that no code path can poison in a harmful way: every
 /// critical section only reads or replaces plain data.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -372,10 +382,11 @@ impl Agent {
     pub async fn ranked(&self, query: &Query) -> Result<Vec<Ranked>, NodeError> {
         let (peers, offers) = self.offers().await?;
         let matches = self.inner.matcher.rank(query, &offers);
+        let at = positions(&offers);
         Ok(matches
             .iter()
             .filter_map(|m| {
-                let i = offers.iter().position(|o| std::ptr::eq(o, m.offer))?;
+                let i = *at.get(&std::ptr::from_ref(m.offer))?;
                 Some(Ranked {
                     peer: peers[i],
                     capability: m.offer.capability.clone(),
@@ -451,6 +462,20 @@ impl Agent {
             }
         }
         self.ranked(query).await
+    }
+
+    /// Saves the performance memory in the background, at most once per
+    /// [`memory::SAVE_EVERY`], so that queries do not wait on the disk; a
+    /// crash loses at most that much history. Shutdown saves what is left.
+    pub(crate) fn save_memory_soon(&self) {
+        let Some(snapshot) = lock(&self.inner.memory).snapshot_if_due() else {
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = snapshot.write() {
+                tracing::warn!(error = %e, "performance memory not saved");
+            }
+        });
     }
 
     /// Withdraws the capabilities, closes the connections and stops.
