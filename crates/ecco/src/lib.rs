@@ -1,25 +1,49 @@
 //! The Ecco SDK: agents that discover each other, negotiate what they can do,
 //! and combine the answers of several agents.
 //!
-//! This crate gathers Ecco's parts behind one name:
-//!
+//! - [`agent`]: an [`Agent`](agent::Agent) offers capabilities, answers
+//!   requests with handlers, and asks others through a query pipeline
+//!   (discover, match, select, fan out with failover, aggregate);
+//! - [`node`]: the libp2p mesh underneath (mDNS, a Kademlia DHT, signed
+//!   gossipsub announcements, request/response and streaming replies,
+//!   private meshes);
+//! - [`negotiation`]: offers, counters and agreements before work is sent;
 //! - the domain, free of I/O ([`ecco_core`]): [capabilities](capability),
 //!   [queries](query), the [matcher], [selection] and [aggregation] strategies;
 //! - [identities](identity) ([`ecco_identity`]): Ed25519 key pairs whose
 //!   libp2p `PeerId` is the agent's id.
 //!
-//! The networking layer (a libp2p mesh with mDNS, a Kademlia DHT and
-//! gossipsub) and the agent API are built on these next.
+//! Two agents, one answering and one asking, in one process:
 //!
 //! ```
-//! use ecco::{Identity, Matcher, Offer, Query, agent_id};
+//! use ecco::agent::{Agent, Call, HandlerError};
+//! use ecco::node::{Answer, Config};
+//! use ecco::{Aggregation, Selection};
 //!
-//! let me = Identity::generate();
-//! let offer = Offer::new(agent_id(&me.peer_id()), "tool/translate deepl@1.0.0 +french".parse()?);
-//! let query: Query = "tool/* +french".parse()?;
-//! let ranked = Matcher::default().rank(&query, [&offer]);
-//! assert_eq!(ranked[0].offer.agent.as_str(), me.peer_id().to_base58());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let translator = Agent::builder()
+//!     .config(Config::memory()) // in-process; Config::default() joins the LAN
+//!     .capability("text/translate babel@1.0.0 +french price=0.001".parse()?)
+//!     .handler("text/translate", |call: Call| async move {
+//!         let text = call.request.payload.as_str().unwrap_or_default();
+//!         Ok::<_, HandlerError>(Answer::new(format!("[fr] {text}").into()))
+//!     })
+//!     .spawn()
+//!     .await?;
+//!
+//! let mut config = Config::memory();
+//! config.bootstrap = translator.addresses().await?;
+//! let me = Agent::builder().config(config).spawn().await?;
+//! let answered = me
+//!     .query("text/* +french price<=0.01".parse()?)
+//!     .select(Selection::All)
+//!     .aggregate(Aggregation::MajorityVote)
+//!     .send("hello".into())
+//!     .await?;
+//! assert_eq!(answered.consensus.answer, Some("[fr] hello".into()));
+//! # Ok(())
+//! # }
 //! ```
 
 pub use ecco_core::{
