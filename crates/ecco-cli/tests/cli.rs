@@ -370,3 +370,66 @@ fn the_python_exec_example_answers() {
         serde_json::json!({"words": 4, "characters": 19, "longest": "quick"})
     );
 }
+
+/// The `http` handler: the request JSON is POSTed, the response body answers.
+#[test]
+fn the_http_handler_posts_the_request() {
+    use std::io::{Read, Write};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/handle", server.local_addr().unwrap());
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // One request is enough for this test.
+        let (mut conn, _) = server.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = Vec::new();
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length: usize = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= head_end + 4 + length {
+                    let body = text[head_end + 4..head_end + 4 + length].to_owned();
+                    seen_tx.send(body).unwrap();
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let answer = r#"{"via": "http"}"#;
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        )
+        .unwrap();
+    });
+    let web = agent("web/hook w@1.0.0", &format!("http:{url}"), None);
+    let answered = ecco_json(&[
+        "--json",
+        "ask",
+        "web/hook",
+        "--input",
+        "{\"n\": 1}",
+        "--no-mdns",
+        "--bootstrap",
+        &web.addr,
+    ]);
+    assert_eq!(
+        answered["consensus"]["answer"],
+        serde_json::json!({"via": "http"})
+    );
+    let posted: Value = serde_json::from_str(&seen_rx.recv().unwrap()).unwrap();
+    assert_eq!(posted["capability"], "web/hook");
+    assert_eq!(posted["payload"], serde_json::json!({"n": 1}));
+}
