@@ -44,6 +44,11 @@ fn agent(capability: &str, handler: &str, via: Option<&Running>) -> Running {
     if let Some(v) = via {
         cmd.args(["--bootstrap", &v.addr]);
     }
+    start(cmd, dir)
+}
+
+/// Spawns an `ecco --json agent …` command and reads its start line.
+fn start(mut cmd: Command, dir: tempfile::TempDir) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -331,8 +336,8 @@ fn the_python_exec_example_answers() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-exec");
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(ECCO)
-        .current_dir(&example)
+    let mut cmd = Command::new(ECCO);
+    cmd.current_dir(&example)
         .args([
             "--json",
             "agent",
@@ -342,17 +347,9 @@ fn the_python_exec_example_answers() {
             "/ip4/127.0.0.1/tcp/0",
         ])
         .arg("--identity")
-        .arg(dir.path().join("id.key"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap();
-    let addr = started["listen"][0].as_str().unwrap().to_owned();
+        .arg(dir.path().join("id.key"));
+    let running = start(cmd, dir);
+    let addr = running.addr.clone();
     let answered = ecco_json(&[
         "--json",
         "ask",
@@ -363,8 +360,7 @@ fn the_python_exec_example_answers() {
         "--bootstrap",
         &addr,
     ]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(running);
     assert_eq!(
         answered["consensus"]["answer"],
         serde_json::json!({"words": 4, "characters": 19, "longest": "quick"})
