@@ -11,6 +11,7 @@ mod handlers;
 mod id;
 mod mesh;
 mod output;
+mod registry;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,9 @@ enum Command {
     Ask(ask::Args),
     /// A local mesh of six agents, every strategy, and what happened.
     Demo(demo::Args),
+    /// Run the registry: reputation, monitoring and analytics over HTTP.
+    #[command(subcommand)]
+    Registry(registry::Command),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
             Command::Discover(args) => discover::run(args, json).await,
             Command::Ask(args) => ask::run(args, json).await,
             Command::Demo(args) => demo::run(args, json).await,
+            Command::Registry(cmd) => registry::run(cmd, json).await,
         }
     });
     // Do not wait for tasks still running (a node's background work).

@@ -1,0 +1,134 @@
+//! Agent search with the SDK's query language, ranked by match and reputation.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use ecco_core::{AgentId, Matcher, Offer, Query};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{Params, auth};
+use crate::error::ApiError;
+use crate::state::{App, now_ms};
+use crate::wire::{ErrorBody, Health, Page, SearchHit};
+
+/// Longest query text accepted, in bytes.
+const MAX_QUERY_LEN: usize = 4096;
+/// Weight of the match score in the rank; reputation gets the rest.
+const MATCH_WEIGHT: f64 = 0.7;
+
+/// Search parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchParams {
+    /// A query in the SDK's text syntax, such as `llm/* +summarize price<=0.01`;
+    /// absent lists every agent.
+    q: Option<String>,
+    /// Only agents with this health.
+    health: Option<Health>,
+    /// Page number, from 1.
+    page: Option<u32>,
+    /// Results per page (1 to the registry's cap, 100 by default).
+    per_page: Option<u32>,
+}
+
+/// Search agents: capability type, features, constraints and version in the
+/// SDK's query language; results ranked by `0.7 × match + 0.3 × reputation`.
+#[utoipa::path(
+    get, path = "/v1/agents", tag = "agents",
+    params(SearchParams),
+    responses((status = 200, body = Page<SearchHit>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+)]
+pub(super) async fn search(
+    State(app): State<App>,
+    Params(params): Params<SearchParams>,
+    headers: HeaderMap,
+) -> Result<Json<Page<SearchHit>>, ApiError> {
+    auth::reader(&app, &headers)?;
+    let (page, per_page) = super::page_bounds(&app, params.page, params.per_page)?;
+    let query = match params.q.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) if text.len() > MAX_QUERY_LEN => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("q is longer than {MAX_QUERY_LEN} bytes"),
+            ));
+        }
+        Some(text) => Some(
+            text.parse::<Query>()
+                .map_err(|e| ApiError::bad_request("bad_query", format!("q: {e}")))?,
+        ),
+    };
+    let agents = app.store().agents().await?;
+    let book = app.book().await?;
+    let now = now_ms();
+    let mut offers = Vec::new();
+    for agent in &agents {
+        let Ok(id) = AgentId::new(agent.peer_id.clone()) else {
+            continue;
+        };
+        offers.extend(
+            agent
+                .document
+                .capabilities()
+                .iter()
+                .map(|c| Offer::new(id.clone(), c.clone())),
+        );
+    }
+    // The best-matching capability of each agent.
+    let mut best: HashMap<&str, (f64, &Offer)> = HashMap::new();
+    match &query {
+        Some(query) => {
+            for m in Matcher::default().rank(query, &offers) {
+                best.entry(m.offer.agent.as_str())
+                    .or_insert((m.score, m.offer));
+            }
+        }
+        None => {
+            for offer in &offers {
+                best.entry(offer.agent.as_str()).or_insert((1.0, offer));
+            }
+        }
+    }
+    let mut hits: Vec<SearchHit> = agents
+        .iter()
+        .filter_map(|agent| {
+            let (score, offer) = best.get(agent.peer_id.as_str())?;
+            let health = app.health(agent.last_seen, now);
+            if params.health.is_some_and(|wanted| wanted != health) {
+                return None;
+            }
+            let reputation = book.score(&agent.peer_id);
+            Some(SearchHit {
+                peer_id: agent.peer_id.clone(),
+                name: agent.name.clone(),
+                addresses: agent.addresses.clone(),
+                health,
+                reputation,
+                match_score: *score,
+                rank: MATCH_WEIGHT * score + (1.0 - MATCH_WEIGHT) * reputation / 100.0,
+                capability: offer.capability.clone(),
+            })
+        })
+        .collect();
+    hits.sort_by(|a, b| {
+        b.rank
+            .total_cmp(&a.rank)
+            .then_with(|| a.peer_id.cmp(&b.peer_id))
+    });
+    let total = hits.len() as u64;
+    let start = usize::try_from(u64::from(page - 1) * u64::from(per_page)).unwrap_or(usize::MAX);
+    let items = hits
+        .into_iter()
+        .skip(start)
+        .take(per_page as usize)
+        .collect();
+    Ok(Json(Page {
+        items,
+        total,
+        page,
+        per_page,
+    }))
+}

@@ -1,0 +1,549 @@
+//! Storage: one interface, two real backends.
+//!
+//! [`Store`] speaks portable SQL through sqlx's `Any` driver to SQLite (the
+//! embedded default: one file, no setup) or PostgreSQL (production), chosen by
+//! the URL. Each dialect has its own migrations; every query is shared.
+//! Times are Unix milliseconds in `BIGINT` columns.
+
+mod migrations;
+
+use ecco_core::CapabilityDocument;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+use crate::reputation::Report;
+use crate::wire::{FeedbackEntry, Point};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (`sqlite:` URLs).
+    Sqlite,
+    /// PostgreSQL (`postgres:` or `postgresql:` URLs).
+    Postgres,
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// The database failed or is unreachable.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds something the registry never writes.
+    #[error("corrupt row for {peer_id}: {reason}")]
+    Corrupt {
+        /// The agent concerned.
+        peer_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A registered agent, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    /// Peer id (base58).
+    pub peer_id: String,
+    /// Display name.
+    pub name: String,
+    /// Capability document.
+    pub document: CapabilityDocument,
+    /// Addresses.
+    pub addresses: Vec<String>,
+    /// First registration (of the current registration period).
+    pub registered_at: i64,
+    /// Last registration update.
+    pub updated_at: i64,
+    /// Last heartbeat or registration.
+    pub last_seen: i64,
+    /// Heartbeats received since registering.
+    pub heartbeats: i64,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new agent, or one that had deregistered.
+    Created,
+    /// An existing registration replaced.
+    Updated,
+}
+
+/// A feedback report to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFeedback {
+    /// Who reports.
+    pub rater: String,
+    /// Who is rated.
+    pub agent: String,
+    /// Interaction id from the receipt.
+    pub interaction: String,
+    /// Capability type from the receipt.
+    pub capability: String,
+    /// Outcome.
+    pub success: bool,
+    /// Latency in milliseconds.
+    pub latency_ms: u32,
+    /// Star rating.
+    pub rating: Option<u8>,
+    /// When, Unix milliseconds.
+    pub at: i64,
+}
+
+/// Countable happenings for the analytics series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// First registrations.
+    Registrations,
+    /// Interactions reported through feedback.
+    Requests,
+    /// Feedback carrying a star rating.
+    Ratings,
+}
+
+impl Metric {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Registrations => "registration",
+            Self::Requests => "request",
+            Self::Ratings => "rating",
+        }
+    }
+}
+
+/// The registry's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const AGENT_COLUMNS: &str =
+    "peer_id, name, document, addresses, registered_at, updated_at, last_seen, heartbeats";
+
+impl Store {
+    /// Connects to `url` (`sqlite:PATH`, `sqlite::memory:`, `postgres://…`),
+    /// creating a SQLite file if needed, and applies the migrations.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the URL is unsupported, the database unreachable or a
+    /// migration fails.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let (backend, url, max) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            // SQLite allows one writer at a time; more connections only queue.
+            let memory = rest.contains(":memory:");
+            let with_mode = if memory || rest.contains("mode=") {
+                url.to_owned()
+            } else if rest.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            // An in-memory database lives in one connection.
+            (Backend::Sqlite, with_mode, if memory { 1 } else { 4 })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned(), 16)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run during a write; the busy timeout makes
+                        // writers queue instead of failing.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let migrator = sqlx::migrate::Migrator::new(migrations::Embedded(backend)).await?;
+        migrator.run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Which database this is.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] if it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Registers an agent or replaces its registration.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn upsert_agent(
+        &self,
+        peer_id: &str,
+        name: &str,
+        document: &CapabilityDocument,
+        addresses: &[String],
+        now: i64,
+    ) -> Result<Upsert, StoreError> {
+        let document = String::from_utf8_lossy(&document.to_json_vec()).into_owned();
+        let addresses = serde_json::to_string(addresses).unwrap_or_else(|_| "[]".to_owned());
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<(Option<i64>,)> =
+            sqlx::query_as("SELECT deregistered_at FROM agents WHERE peer_id = $1")
+                .bind(peer_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let outcome = match existing {
+            Some((None,)) => {
+                sqlx::query(
+                    "UPDATE agents SET name = $2, document = $3, addresses = $4, updated_at = $5, \
+                     last_seen = $5 WHERE peer_id = $1",
+                )
+                .bind(peer_id)
+                .bind(name)
+                .bind(&document)
+                .bind(&addresses)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                Upsert::Updated
+            }
+            _ => {
+                // New, or back after deregistering: a fresh registration period.
+                sqlx::query(
+                    "INSERT INTO agents (peer_id, name, document, addresses, registered_at, updated_at, \
+                     last_seen, heartbeats, deregistered_at) VALUES ($1, $2, $3, $4, $5, $5, $5, 0, NULL) \
+                     ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, document = excluded.document, \
+                     addresses = excluded.addresses, registered_at = excluded.registered_at, \
+                     updated_at = excluded.updated_at, last_seen = excluded.last_seen, heartbeats = 0, \
+                     deregistered_at = NULL",
+                )
+                .bind(peer_id)
+                .bind(name)
+                .bind(&document)
+                .bind(&addresses)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, Metric::Registrations, peer_id, now).await?;
+                Upsert::Created
+            }
+        };
+        insert_activity(&mut tx, peer_id, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Records a heartbeat; `false` if the agent is not registered.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn heartbeat(
+        &self,
+        peer_id: &str,
+        addresses: Option<&[String]>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = match addresses {
+            Some(addresses) => {
+                let addresses =
+                    serde_json::to_string(addresses).unwrap_or_else(|_| "[]".to_owned());
+                sqlx::query(
+                    "UPDATE agents SET last_seen = $2, heartbeats = heartbeats + 1, addresses = $3 \
+                     WHERE peer_id = $1 AND deregistered_at IS NULL",
+                )
+                .bind(peer_id)
+                .bind(now)
+                .bind(addresses)
+                .execute(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE agents SET last_seen = $2, heartbeats = heartbeats + 1 \
+                     WHERE peer_id = $1 AND deregistered_at IS NULL",
+                )
+                .bind(peer_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+            }
+        };
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_activity(&mut tx, peer_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deregisters an agent; `false` if it was not registered.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn deregister(&self, peer_id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agents SET deregistered_at = $2 WHERE peer_id = $1 AND deregistered_at IS NULL",
+        )
+        .bind(peer_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One registered agent.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn agent(&self, peer_id: &str) -> Result<Option<AgentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE peer_id = $1 AND deregistered_at IS NULL"
+        );
+        let row = sqlx::query(&sql)
+            .bind(peer_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| agent_row(&row)).transpose()
+    }
+
+    /// Every registered agent, by peer id.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE deregistered_at IS NULL ORDER BY peer_id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(agent_row).collect()
+    }
+
+    /// Stores a feedback report; `false` if this rater already reported this
+    /// interaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn insert_feedback(&self, f: &NewFeedback) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO feedback (rater, agent, interaction, capability, success, latency_ms, rating, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (rater, interaction) DO NOTHING",
+        )
+        .bind(&f.rater)
+        .bind(&f.agent)
+        .bind(&f.interaction)
+        .bind(&f.capability)
+        .bind(i64::from(f.success))
+        .bind(i64::from(f.latency_ms))
+        .bind(f.rating.map(i64::from))
+        .bind(f.at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, Metric::Requests, &f.agent, f.at).await?;
+        if f.rating.is_some() {
+            insert_event(&mut tx, Metric::Ratings, &f.agent, f.at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every feedback report, for the reputation formula.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn reports(&self) -> Result<Vec<Report>, StoreError> {
+        let rows = sqlx::query("SELECT rater, agent, success, rating, at FROM feedback")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Report {
+                    rater: row.try_get(0)?,
+                    agent: row.try_get(1)?,
+                    success: row.try_get::<i64, _>(2)? != 0,
+                    rating: row
+                        .try_get::<Option<i64>, _>(3)?
+                        .and_then(|r| u8::try_from(r).ok()),
+                    at_ms: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Recent feedback about `agent`, newest first, and how many there are.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn feedback_about(
+        &self,
+        agent: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<FeedbackEntry>, u64), StoreError> {
+        let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM feedback WHERE agent = $1")
+            .bind(agent)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT rater, agent, interaction, capability, success, latency_ms, rating, at FROM feedback \
+             WHERE agent = $1 ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(agent)
+        .bind(i64::from(limit))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(FeedbackEntry {
+                    rater: row.try_get(0)?,
+                    agent: row.try_get(1)?,
+                    interaction: row.try_get(2)?,
+                    capability: row.try_get(3)?,
+                    success: row.try_get::<i64, _>(4)? != 0,
+                    latency_ms: u32::try_from(row.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
+                    rating: row
+                        .try_get::<Option<i64>, _>(6)?
+                        .and_then(|r| u8::try_from(r).ok()),
+                    at_ms: row.try_get(7)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((entries, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// Counts of `metric` per bucket of `bucket_ms` since `since` (only the
+    /// non-empty buckets).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn series(
+        &self,
+        metric: Metric,
+        since: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<Point>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT (at / $2) * $2, COUNT(*) FROM events WHERE kind = $1 AND at >= $3 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(metric.kind())
+        .bind(bucket_ms)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(points(rows))
+    }
+
+    /// Distinct agents heard from per bucket of `bucket_ms` since `since`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn active_series(
+        &self,
+        since: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<Point>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT (minute * 60000 / $1) * $1, COUNT(DISTINCT agent) FROM activity \
+             WHERE minute >= $2 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(bucket_ms)
+        .bind(since.div_euclid(60_000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(points(rows))
+    }
+}
+
+fn points(rows: Vec<(i64, i64)>) -> Vec<Point> {
+    rows.into_iter()
+        .map(|(t_ms, n)| Point {
+            t_ms,
+            value: u64::try_from(n).unwrap_or(0),
+        })
+        .collect()
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    metric: Metric,
+    agent: &str,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO events (kind, agent, at) VALUES ($1, $2, $3)")
+        .bind(metric.kind())
+        .bind(agent)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_activity(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    agent: &str,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO activity (agent, minute) VALUES ($1, $2) ON CONFLICT (agent, minute) DO NOTHING")
+        .bind(agent)
+        .bind(at.div_euclid(60_000))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> {
+    let peer_id: String = row.try_get(0)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        peer_id: peer_id.clone(),
+        reason,
+    };
+    let document: String = row.try_get(2)?;
+    let document = CapabilityDocument::from_json_slice(document.as_bytes())
+        .map_err(|e| corrupt(e.to_string()))?;
+    let addresses: String = row.try_get(3)?;
+    let addresses = serde_json::from_str(&addresses).map_err(|e| corrupt(e.to_string()))?;
+    Ok(AgentRow {
+        name: row.try_get(1)?,
+        document,
+        addresses,
+        registered_at: row.try_get(4)?,
+        updated_at: row.try_get(5)?,
+        last_seen: row.try_get(6)?,
+        heartbeats: row.try_get(7)?,
+        peer_id,
+    })
+}

@@ -1,0 +1,588 @@
+//! The HTTP API through its router, without a socket.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use ecco_identity::Identity;
+use ecco_registry::Config;
+use ecco_registry::Receipt;
+use ecco_registry::state::now_ms;
+use serde_json::{Value, json};
+
+fn path(who: &Identity) -> String {
+    format!("/v1/agents/{}", who.peer_id())
+}
+
+#[tokio::test]
+async fn an_agent_registers_updates_heartbeats_and_deregisters() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let a = Identity::generate();
+    let body =
+        serde_json::to_vec(&registration("alpha", &["llm/chat +summarize price=0.01"])).unwrap();
+    let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{detail}");
+    assert_eq!(detail["name"], "alpha");
+    assert_eq!(detail["health"], "online");
+    assert_eq!(detail["reputation"]["score"], 50.0);
+
+    let body = serde_json::to_vec(&registration("alpha-2", &["llm/chat"])).unwrap();
+    let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["name"], "alpha-2");
+
+    let beat = json!({"addresses": ["/ip4/10.0.0.1/tcp/9"]}).to_string();
+    let (status, detail) = send(
+        &router,
+        signed(
+            &a,
+            "POST",
+            &format!("{}/heartbeat", path(&a)),
+            beat.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["addresses"], json!(["/ip4/10.0.0.1/tcp/9"]));
+    // An empty heartbeat body is fine.
+    let (status, _) = send(
+        &router,
+        signed(&a, "POST", &format!("{}/heartbeat", path(&a)), b""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = send(&router, signed(&a, "DELETE", &path(&a), b"")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = send(&router, get(&path(&a))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(
+        &router,
+        signed(&a, "POST", &format!("{}/heartbeat", path(&a)), b""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn unsigned_forged_stale_and_replayed_writes_get_401() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let a = Identity::generate();
+    let body = serde_json::to_vec(&registration("alpha", &["llm/chat"])).unwrap();
+
+    let unsigned = Request::builder()
+        .method("PUT")
+        .uri(path(&a))
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let (status, error) = send(&router, unsigned).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_signature"))
+    );
+
+    // Signed over one body, sent with another.
+    let mut forged = signed(&a, "PUT", &path(&a), &body);
+    *forged.body_mut() =
+        Body::from(serde_json::to_vec(&registration("evil", &["llm/chat"])).unwrap());
+    let (status, error) = send(&router, forged).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature"))
+    );
+
+    let stale = signed_at(&a, "PUT", &path(&a), &body, now_secs() - 120);
+    let (status, error) = send(&router, stale).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("stale_timestamp"))
+    );
+
+    let request = signed(&a, "PUT", &path(&a), &body);
+    let replay = clone_request(&request, &body);
+    assert_eq!(send(&router, request).await.0, StatusCode::CREATED);
+    let (status, error) = send(&router, replay).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("replayed_nonce"))
+    );
+}
+
+fn clone_request(request: &Request<Body>, body: &[u8]) -> Request<Body> {
+    let mut copy = Request::builder()
+        .method(request.method())
+        .uri(request.uri());
+    for (name, value) in request.headers() {
+        copy = copy.header(name, value);
+    }
+    copy.body(Body::from(body.to_vec())).unwrap()
+}
+
+#[tokio::test]
+async fn an_agent_cannot_touch_another_agents_record() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (a, b) = (Identity::generate(), Identity::generate());
+    register(&router, &b, "bravo", &["llm/chat"]).await;
+    let body = serde_json::to_vec(&registration("hijacked", &["llm/chat"])).unwrap();
+    let attempts = [
+        signed(&a, "PUT", &path(&b), &body),
+        signed(&a, "POST", &format!("{}/heartbeat", path(&b)), b""),
+        signed(&a, "DELETE", &path(&b), b""),
+    ];
+    for attempt in attempts {
+        let (status, error) = send(&router, attempt).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    }
+    let (_, detail) = send(&router, get(&path(&b))).await;
+    assert_eq!(detail["name"], "bravo");
+}
+
+#[tokio::test]
+async fn clients_cannot_set_reputation_or_health() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let a = Identity::generate();
+    register(&router, &a, "alpha", &["llm/chat"]).await;
+    let mut body = serde_json::to_value(registration("alpha", &["llm/chat"])).unwrap();
+    for (field, value) in [
+        ("reputation", json!(100)),
+        ("health", json!("online")),
+        ("uptime", json!(1.0)),
+    ] {
+        let mut sneaky = body.clone();
+        sneaky[field] = value;
+        let bytes = serde_json::to_vec(&sneaky).unwrap();
+        let (status, error) = send(&router, signed(&a, "PUT", &path(&a), &bytes)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(field),
+            "{error}"
+        );
+    }
+    body["name"] = json!("still alpha");
+    let beat = json!({"reputation": 100}).to_string();
+    let (status, _) = send(
+        &router,
+        signed(
+            &a,
+            "POST",
+            &format!("{}/heartbeat", path(&a)),
+            beat.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, detail) = send(&router, get(&path(&a))).await;
+    assert_eq!(detail["reputation"]["score"], 50.0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_4xx_answers() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let a = Identity::generate();
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        (get("/v1/agents/not-a-peer-id"), StatusCode::BAD_REQUEST),
+        (get("/v1/agents?per_page=1000"), StatusCode::BAD_REQUEST),
+        (get("/v1/agents?page=0"), StatusCode::BAD_REQUEST),
+        (get("/v1/agents?q=price%3C%3D"), StatusCode::BAD_REQUEST),
+        (get("/v1/agents?unknown=1"), StatusCode::BAD_REQUEST),
+        (get("/v1/analytics/series?metric=nope"), StatusCode::BAD_REQUEST),
+        (get("/v1/analytics/series?metric=requests&bucket_secs=1"), StatusCode::BAD_REQUEST),
+        (get("/v1/analytics/top-agents?limit=0"), StatusCode::BAD_REQUEST),
+        (get("/nowhere"), StatusCode::NOT_FOUND),
+        (signed(&a, "PUT", &path(&a), b"{not json"), StatusCode::BAD_REQUEST),
+        (signed(&a, "PUT", &path(&a), br#"{"name": 3}"#), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            signed(&a, "PUT", &path(&a), &serde_json::to_vec(&json!({
+                "name": "x", "capabilities": {"schema": 1, "capabilities": []}, "addresses": ["not a multiaddr"]
+            })).unwrap()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (signed(&a, "PUT", &path(&a), &vec![b' '; 2 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (request, expected) in cases {
+        let uri = request.uri().clone();
+        let (status, body) = send(&router, request).await;
+        assert_eq!(status, expected, "{uri}: {body}");
+        if status != StatusCode::PAYLOAD_TOO_LARGE {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{uri}: {body}"
+            );
+        }
+    }
+}
+
+fn feedback(receipt: &Receipt, success: bool, rating: Option<u8>) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"receipt": receipt, "success": success, "latency_ms": 120, "rating": rating}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn feedback_needs_the_agents_receipt_and_counts_once() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (agent, client, stranger) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    register(&router, &agent, "agent", &["llm/chat"]).await;
+    let receipt = Receipt::issue(&agent, &client.peer_id(), "llm/chat", now_ms());
+
+    let (status, entry) = send(
+        &router,
+        signed(
+            &client,
+            "POST",
+            "/v1/feedback",
+            &feedback(&receipt, true, Some(5)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    let (status, error) = send(
+        &router,
+        signed(
+            &client,
+            "POST",
+            "/v1/feedback",
+            &feedback(&receipt, false, Some(1)),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("duplicate"))
+    );
+
+    // Someone else cannot use the client's receipt.
+    let (status, _) = send(
+        &router,
+        signed(
+            &stranger,
+            "POST",
+            "/v1/feedback",
+            &feedback(&receipt, false, Some(1)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A receipt the client made up is not the agent's.
+    let mut forged = Receipt::issue(&client, &client.peer_id(), "llm/chat", now_ms());
+    forged.agent = agent.peer_id().to_base58();
+    let (status, _) = send(
+        &router,
+        signed(
+            &client,
+            "POST",
+            "/v1/feedback",
+            &feedback(&forged, false, Some(1)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Self-rating.
+    let own = Receipt::issue(&agent, &agent.peer_id(), "llm/chat", now_ms());
+    let (status, error) = send(
+        &router,
+        signed(
+            &agent,
+            "POST",
+            "/v1/feedback",
+            &feedback(&own, true, Some(5)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+
+    // Out-of-range rating.
+    let fresh = Receipt::issue(&agent, &client.peer_id(), "llm/chat", now_ms());
+    let (status, _) = send(
+        &router,
+        signed(
+            &client,
+            "POST",
+            "/v1/feedback",
+            &feedback(&fresh, true, Some(6)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (_, detail) = send(&router, get(&path(&agent))).await;
+    let reputation = &detail["reputation"];
+    assert!(reputation["score"].as_f64().unwrap() > 50.0, "{reputation}");
+    assert_eq!(reputation["breakdown"]["feedback"], 1);
+    assert_eq!(reputation["breakdown"]["mean_rating"], 5.0);
+    let (_, list) = send(&router, get(&format!("{}/feedback", path(&agent)))).await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["rater"], client.peer_id().to_base58());
+}
+
+#[tokio::test]
+async fn feedback_is_rate_limited_per_rater() {
+    let config = Config {
+        feedback_per_minute: 3,
+        ..Config::ephemeral()
+    };
+    let (_, router) = registry(config).await;
+    let (agent, client) = (Identity::generate(), Identity::generate());
+    register(&router, &agent, "agent", &["llm/chat"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let receipt = Receipt::issue(&agent, &client.peer_id(), "llm/chat", now_ms());
+        statuses.push(
+            send(
+                &router,
+                signed(
+                    &client,
+                    "POST",
+                    "/v1/feedback",
+                    &feedback(&receipt, true, None),
+                ),
+            )
+            .await
+            .0,
+        );
+    }
+    assert_eq!(statuses[..3], [StatusCode::CREATED; 3]);
+    assert_eq!(statuses[3..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+}
+
+#[tokio::test]
+async fn search_ranks_by_match_then_reputation_and_pages() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (good, plain, other, client) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    register(&router, &good, "good", &["llm/chat +summarize price=0.01"]).await;
+    register(
+        &router,
+        &plain,
+        "plain",
+        &["llm/chat +summarize price=0.01"],
+    )
+    .await;
+    register(&router, &other, "other", &["image/generate"]).await;
+    for _ in 0..3 {
+        let receipt = Receipt::issue(&good, &client.peer_id(), "llm/chat", now_ms());
+        send(
+            &router,
+            signed(
+                &client,
+                "POST",
+                "/v1/feedback",
+                &feedback(&receipt, true, Some(5)),
+            ),
+        )
+        .await;
+    }
+    let (status, page) = send(
+        &router,
+        get("/v1/agents?q=llm%2F*%20%2Bsummarize&per_page=1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["items"][0]["name"], "good");
+    let (_, second) = send(
+        &router,
+        get("/v1/agents?q=llm%2F*%20%2Bsummarize&per_page=1&page=2"),
+    )
+    .await;
+    assert_eq!(second["items"][0]["name"], "plain");
+    let (_, all) = send(&router, get("/v1/agents")).await;
+    assert_eq!(all["total"], 3);
+    let (_, stale) = send(&router, get("/v1/agents?health=offline")).await;
+    assert_eq!(stale["total"], 0);
+}
+
+#[tokio::test]
+async fn a_read_token_guards_reads_and_an_operator_token_the_admin_api() {
+    let config = Config {
+        read_token: Some("reader".into()),
+        admin_token: Some("operator".into()),
+        ..Config::ephemeral()
+    };
+    let (_, router) = registry(config).await;
+    let a = Identity::generate();
+    register(&router, &a, "alpha", &["llm/chat"]).await;
+    assert_eq!(
+        send(&router, get(&path(&a))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let with = |uri: &str, method: &str, token: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        send(&router, with(&path(&a), "GET", "reader")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&router, with("/v1/agents", "GET", "wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // /health stays open for probes.
+    assert_eq!(send(&router, get("/health")).await.0, StatusCode::OK);
+
+    let admin_path = format!("/v1/admin/agents/{}", a.peer_id());
+    assert_eq!(
+        send(&router, with(&admin_path, "DELETE", "reader")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&router, with(&admin_path, "DELETE", "operator"))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&router, with(&path(&a), "GET", "reader")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (_, router) = registry(Config::ephemeral()).await;
+    assert_eq!(
+        send(&router, with(&admin_path, "DELETE", "anything"))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn analytics_count_what_happened() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (a, b, client) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    register(&router, &a, "a", &["llm/chat", "llm/embed"]).await;
+    register(&router, &b, "b", &["llm/chat"]).await;
+    let receipt = Receipt::issue(&a, &client.peer_id(), "llm/chat", now_ms());
+    send(
+        &router,
+        signed(
+            &client,
+            "POST",
+            "/v1/feedback",
+            &feedback(&receipt, true, Some(4)),
+        ),
+    )
+    .await;
+
+    let total = |series: &Value| {
+        series["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    for (metric, expected) in [("registrations", 2), ("requests", 1), ("ratings", 1)] {
+        let (status, series) = send(
+            &router,
+            get(&format!(
+                "/v1/analytics/series?metric={metric}&bucket_secs=3600&window_secs=7200"
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{series}");
+        assert_eq!(series["points"].as_array().unwrap().len(), 2);
+        assert_eq!(total(&series), expected, "{metric}: {series}");
+    }
+    let (_, active) = send(
+        &router,
+        get("/v1/analytics/series?metric=active_agents&bucket_secs=86400&window_secs=86400"),
+    )
+    .await;
+    assert_eq!(total(&active), 2, "{active}");
+    let (_, top) = send(&router, get("/v1/analytics/top-capabilities")).await;
+    assert_eq!(
+        top,
+        json!([{"capability": "llm/chat", "agents": 2}, {"capability": "llm/embed", "agents": 1}])
+    );
+    let (_, top) = send(&router, get("/v1/analytics/top-agents?limit=1")).await;
+    assert_eq!(top[0]["name"], "a");
+    let (_, overview) = send(&router, get("/v1/analytics/overview")).await;
+    assert_eq!(overview["agents"]["online"], 2);
+}
+
+#[tokio::test]
+async fn metrics_move_and_the_openapi_document_lists_every_route() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let a = Identity::generate();
+    register(&router, &a, "alpha", &["llm/chat"]).await;
+    send(&router, get(&path(&a))).await;
+    let (status, text) = send(&router, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_owned();
+    assert!(
+        text.contains("ecco_registry_registrations_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/v1/agents/{peer_id}",status="201""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("ecco_registry_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+
+    let (status, doc) = send(&router, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    for route in [
+        "/v1/agents",
+        "/v1/agents/{peer_id}",
+        "/v1/agents/{peer_id}/heartbeat",
+        "/v1/agents/{peer_id}/feedback",
+        "/v1/feedback",
+        "/v1/analytics/series",
+        "/v1/events",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            doc["paths"][route].is_object(),
+            "{route} missing from the OpenAPI document"
+        );
+    }
+}
+
+#[tokio::test]
+async fn writes_publish_live_events() {
+    let (app, router) = registry(Config::ephemeral()).await;
+    let mut events = app.shared().subscribe();
+    let a = Identity::generate();
+    register(&router, &a, "alpha", &["llm/chat"]).await;
+    send(
+        &router,
+        signed(&a, "POST", &format!("{}/heartbeat", path(&a)), b""),
+    )
+    .await;
+    let kinds: Vec<_> = [events.recv().await.unwrap(), events.recv().await.unwrap()]
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    use ecco_registry::wire::EventKind::*;
+    assert_eq!(kinds, [Registered, Heartbeat]);
+}

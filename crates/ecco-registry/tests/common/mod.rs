@@ -1,0 +1,145 @@
+//! Helpers shared by the registry's tests.
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ecco_core::{Capability, CapabilityDocument};
+use ecco_identity::Identity;
+use ecco_registry::signing::Signed;
+use ecco_registry::wire::Registration;
+use ecco_registry::{App, Config};
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+/// A registry on in-memory SQLite, with its router.
+pub async fn registry(config: Config) -> (App, Router) {
+    let app = ecco_registry::open(config).await.expect("registry opens");
+    (app.clone(), ecco_registry::router(app))
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// A request signed by `who`, at `timestamp`.
+pub fn signed_at(
+    who: &Identity,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timestamp: i64,
+) -> Request<Body> {
+    let signed = Signed::sign(who, method, path, body, timestamp);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (name, value) in signed.headers() {
+        request = request.header(name, value);
+    }
+    request
+        .body(Body::from(body.to_vec()))
+        .expect("request builds")
+}
+
+/// A request signed by `who` now.
+pub fn signed(who: &Identity, method: &str, path: &str, body: &[u8]) -> Request<Body> {
+    signed_at(who, method, path, body, now_secs())
+}
+
+pub fn get(path: &str) -> Request<Body> {
+    Request::builder()
+        .uri(path)
+        .body(Body::empty())
+        .expect("request builds")
+}
+
+/// Sends one request through the router; the JSON body (or `Null`).
+pub async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body reads")
+        .to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, value)
+}
+
+pub fn registration(name: &str, capabilities: &[&str]) -> Registration {
+    let capabilities = capabilities
+        .iter()
+        .map(|c| {
+            with_version(c)
+                .parse::<Capability>()
+                .expect("capability parses")
+        })
+        .collect();
+    Registration {
+        name: name.to_owned(),
+        capabilities: CapabilityDocument::new(capabilities).expect("document is valid"),
+        addresses: vec!["/ip4/127.0.0.1/tcp/4001".to_owned()],
+    }
+}
+
+/// `llm/chat +x` as `llm/chat model@1.0.0 +x`: tests name only what matters.
+fn with_version(text: &str) -> String {
+    if text.contains('@') {
+        return text.to_owned();
+    }
+    match text.split_once(' ') {
+        Some((kind, rest)) => format!("{kind} model@1.0.0 {rest}"),
+        None => format!("{text} model@1.0.0"),
+    }
+}
+
+/// Registers `who` and checks it worked.
+pub async fn register(router: &Router, who: &Identity, name: &str, capabilities: &[&str]) {
+    let body = serde_json::to_vec(&registration(name, capabilities)).expect("serialises");
+    let path = format!("/v1/agents/{}", who.peer_id());
+    let (status, value) = send(router, signed(who, "PUT", &path, &body)).await;
+    assert!(status.is_success(), "register {name}: {status} {value}");
+}
+
+/// Whether tests must fail rather than skip when a service is unreachable.
+pub fn services_required() -> bool {
+    std::env::var("ECCO_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("ECCO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("ECCO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Prints the skip line, or panics when services are required.
+pub fn skip(service: &str, url: &str, error: &dyn std::fmt::Display) {
+    if services_required() {
+        panic!("{service} at {url} is required (ECCO_REQUIRE_SERVICES=1) but unreachable: {error}");
+    }
+    eprintln!(
+        "SKIP: {service} unreachable at {url} ({error}); set ECCO_TEST_{}_URL or start it",
+        service.to_uppercase()
+    );
+}

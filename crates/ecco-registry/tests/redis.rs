@@ -1,0 +1,111 @@
+//! Shared state against a real Redis: nonces, rate limits and live events
+//! shared by several registry instances.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ecco_identity::Identity;
+use ecco_registry::Config;
+use ecco_registry::shared::Shared;
+use ecco_registry::wire::{Event, EventKind};
+
+async fn two_instances() -> Option<(Shared, Shared)> {
+    let url = redis_url();
+    match Shared::redis(&url).await {
+        Ok(first) => Some((first, Shared::redis(&url).await.expect("second connection"))),
+        Err(e) => {
+            skip("redis", &url, &e);
+            None
+        }
+    }
+}
+
+fn unique(label: &str) -> String {
+    format!("test:{label}:{}", Identity::generate().peer_id())
+}
+
+#[tokio::test]
+async fn a_nonce_claimed_on_one_instance_is_spent_on_all() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let key = unique("nonce");
+    assert!(a.claim(&key, Duration::from_secs(5)).await.unwrap());
+    assert!(!b.claim(&key, Duration::from_secs(5)).await.unwrap());
+    assert!(!a.claim(&key, Duration::from_secs(5)).await.unwrap());
+}
+
+#[tokio::test]
+async fn rate_limits_count_across_instances_and_reset_with_the_window() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let key = unique("rate");
+    let window = Duration::from_millis(400);
+    assert!(a.hit(&key, 2, window).await.unwrap());
+    assert!(b.hit(&key, 2, window).await.unwrap());
+    assert!(!a.hit(&key, 2, window).await.unwrap());
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    assert!(b.hit(&key, 2, window).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_event_published_on_one_instance_reaches_subscribers_of_another() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let mut on_b = b.subscribe();
+    let agent = unique("agent");
+    let event = Event {
+        kind: EventKind::Registered,
+        agent: agent.clone(),
+        at_ms: 1,
+        health: None,
+        reputation: None,
+    };
+    // The subscription may take a moment to be in place: publish until seen.
+    let received = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            a.publish(&event).await.unwrap();
+            if let Ok(Ok(got)) = tokio::time::timeout(Duration::from_millis(100), on_b.recv()).await
+                && got.agent == agent
+            {
+                return got;
+            }
+        }
+    })
+    .await
+    .expect("event relayed through redis");
+    assert_eq!(received, event);
+}
+
+#[tokio::test]
+async fn a_request_replayed_against_another_instance_is_refused() {
+    let url = redis_url();
+    if let Err(e) = Shared::redis(&url).await {
+        return skip("redis", &url, &e);
+    }
+    let config = Config {
+        redis_url: Some(url),
+        ..Config::ephemeral()
+    };
+    let (_, first) = registry(config.clone()).await;
+    let (_, second) = registry(config).await;
+    let a = Identity::generate();
+    let body = serde_json::to_vec(&registration("alpha", &["llm/chat"])).unwrap();
+    let path = format!("/v1/agents/{}", a.peer_id());
+    let request = signed(&a, "PUT", &path, &body);
+    let mut replay = axum::http::Request::builder().method("PUT").uri(&path);
+    for (name, value) in request.headers() {
+        replay = replay.header(name, value);
+    }
+    let replay = replay.body(axum::body::Body::from(body)).unwrap();
+    assert!(send(&first, request).await.0.is_success());
+    let (status, error) = send(&second, replay).await;
+    assert_eq!(status, 401, "{error}");
+    assert_eq!(error["error"]["code"], "replayed_nonce");
+}

@@ -1,0 +1,192 @@
+//! One storage suite, run against SQLite and against a real PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{postgres_url, registration, skip};
+use ecco_registry::store::{Backend, Metric, NewFeedback, Store, Upsert};
+
+async fn suite(store: &Store) {
+    let doc = registration("a", &["llm/chat +summarize"]).capabilities;
+    let addrs = vec!["/ip4/127.0.0.1/tcp/1".to_owned()];
+
+    assert_eq!(
+        store
+            .upsert_agent("peer-a", "a", &doc, &addrs, 1_000)
+            .await
+            .unwrap(),
+        Upsert::Created
+    );
+    assert_eq!(
+        store
+            .upsert_agent("peer-a", "a2", &doc, &addrs, 2_000)
+            .await
+            .unwrap(),
+        Upsert::Updated
+    );
+    assert_eq!(
+        store
+            .upsert_agent("peer-b", "b", &doc, &[], 2_500)
+            .await
+            .unwrap(),
+        Upsert::Created
+    );
+    let a = store
+        .agent("peer-a")
+        .await
+        .unwrap()
+        .expect("a is registered");
+    assert_eq!(
+        (a.name.as_str(), a.registered_at, a.updated_at),
+        ("a2", 1_000, 2_000)
+    );
+    assert_eq!(a.document, doc);
+    assert_eq!(a.addresses, addrs);
+
+    assert!(store.heartbeat("peer-a", None, 3_000).await.unwrap());
+    assert!(
+        store
+            .heartbeat("peer-a", Some(&["/ip4/10.0.0.1/tcp/2".to_owned()]), 4_000)
+            .await
+            .unwrap()
+    );
+    assert!(!store.heartbeat("nobody", None, 4_000).await.unwrap());
+    let a = store.agent("peer-a").await.unwrap().unwrap();
+    assert_eq!((a.last_seen, a.heartbeats), (4_000, 2));
+    assert_eq!(a.addresses, ["/ip4/10.0.0.1/tcp/2"]);
+
+    let names: Vec<_> = store
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.peer_id)
+        .collect();
+    assert_eq!(names, ["peer-a", "peer-b"]);
+
+    let feedback = |rater: &str, interaction: &str, rating, at| NewFeedback {
+        rater: rater.into(),
+        agent: "peer-a".into(),
+        interaction: interaction.into(),
+        capability: "llm/chat".into(),
+        success: true,
+        latency_ms: 42,
+        rating,
+        at,
+    };
+    assert!(
+        store
+            .insert_feedback(&feedback("peer-b", "i1", Some(5), 5_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .insert_feedback(&feedback("peer-b", "i1", Some(1), 5_001))
+            .await
+            .unwrap(),
+        "one per rater and interaction"
+    );
+    assert!(
+        store
+            .insert_feedback(&feedback("peer-c", "i1", None, 6_000))
+            .await
+            .unwrap(),
+        "another rater may report the same id"
+    );
+    let reports = store.reports().await.unwrap();
+    assert_eq!(reports.len(), 2);
+    let (entries, total) = store.feedback_about("peer-a", 1, 0).await.unwrap();
+    assert_eq!((entries.len(), total), (1, 2));
+    assert_eq!(entries[0].rater, "peer-c", "newest first");
+    assert_eq!(entries[0].rating, None);
+
+    let registrations = store.series(Metric::Registrations, 0, 1_000).await.unwrap();
+    assert_eq!(
+        registrations
+            .iter()
+            .map(|p| (p.t_ms, p.value))
+            .collect::<Vec<_>>(),
+        [(1_000, 1), (2_000, 1)]
+    );
+    let ratings = store.series(Metric::Ratings, 0, 10_000).await.unwrap();
+    assert_eq!(ratings.iter().map(|p| p.value).sum::<u64>(), 1);
+    let requests = store.series(Metric::Requests, 0, 10_000).await.unwrap();
+    assert_eq!(requests.iter().map(|p| p.value).sum::<u64>(), 2);
+    let active = store.active_series(0, 60_000).await.unwrap();
+    assert_eq!(
+        active.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
+        [(0, 2)]
+    );
+
+    assert!(store.deregister("peer-b", 7_000).await.unwrap());
+    assert!(!store.deregister("peer-b", 7_000).await.unwrap());
+    assert!(store.agent("peer-b").await.unwrap().is_none());
+    // Coming back starts a new registration period.
+    assert_eq!(
+        store
+            .upsert_agent("peer-b", "b", &doc, &[], 8_000)
+            .await
+            .unwrap(),
+        Upsert::Created
+    );
+    assert_eq!(
+        store.agent("peer-b").await.unwrap().unwrap().registered_at,
+        8_000
+    );
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_storage_suite_and_keeps_data_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    suite(&store).await;
+    store.close().await;
+    // Reopening applies no migration twice and finds everything.
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.agents().await.unwrap().len(), 2);
+    assert_eq!(store.reports().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn postgres_passes_the_storage_suite() {
+    let admin_url = postgres_url();
+    let admin = match Store::connect(&admin_url).await {
+        Ok(store) => store,
+        Err(e) => return skip("postgres", &admin_url, &e),
+    };
+    admin.close().await;
+    // A database of its own, so that runs never see each other's rows.
+    let name = format!("ecco_test_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
+    let url = format!("{base}/{name}");
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    suite(&store).await;
+    store.close().await;
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.agents().await.unwrap().len(), 2);
+    store.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unsupported_url_is_a_clear_error() {
+    let e = Store::connect("mysql://x").await.unwrap_err();
+    assert!(e.to_string().contains("sqlite:PATH or postgres://"), "{e}");
+}
