@@ -56,6 +56,7 @@ pub mod agent;
 pub mod discovery;
 pub mod negotiation;
 pub mod node;
+pub mod registry;
 
 pub use ecco_identity as identity;
 pub use ecco_identity::{Identity, PeerId};

@@ -50,6 +50,9 @@ pub struct Answered {
     pub asked: Vec<PeerId>,
     /// How long the query took, discovery included, in milliseconds.
     pub elapsed_ms: f64,
+    /// Receipts from the agents that answered and use a registry: what
+    /// [`Agent::feedback`](super::Agent::feedback) reports with.
+    pub receipts: Vec<ecco_registry::Receipt>,
 }
 
 fn all_base58<S: serde::Serializer>(peers: &[PeerId], s: S) -> Result<S::Ok, S::Error> {
@@ -212,6 +215,7 @@ impl Ask {
         let mut expected = chosen.len();
         let mut aggregator = self.aggregator(expected, &[]);
         let mut successes = 0;
+        let mut receipts = Vec::new();
         loop {
             if fanout.calls.is_empty() {
                 break;
@@ -237,6 +241,7 @@ impl Ask {
             let outcome = match result {
                 Ok(answer) => {
                     successes += 1;
+                    receipts.extend(answer.receipt.map(|r| *r));
                     self.record(ranked, Some(latency));
                     Ok(answer.result)
                 }
@@ -269,6 +274,7 @@ impl Ask {
             rankings,
             asked: fanout.asked,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            receipts,
         })
     }
 

@@ -9,6 +9,8 @@ use libp2p::PeerId;
 use tokio::sync::Semaphore;
 
 use ecco_core::Capability;
+use ecco_identity::Identity;
+use ecco_registry::Receipt;
 
 use crate::negotiation::{self, Step};
 use crate::node::{Answer, Inbox, RemoteErrorKind, Request};
@@ -130,7 +132,10 @@ pub(crate) async fn serve(
     handlers: Handlers,
     capabilities: Arc<std::sync::Mutex<Vec<Capability>>>,
     concurrency: usize,
+    // Set when the agent uses a registry: every answer then carries a receipt.
+    receipts: Option<Identity>,
 ) {
+    let receipts = receipts.map(Arc::new);
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     while let Some(inbound) = inbox.recv().await {
         let kind = inbound.request.capability.as_str().to_owned();
@@ -161,9 +166,20 @@ pub(crate) async fn serve(
             return;
         };
         let (peer, request, reply) = inbound.into_parts();
+        let receipts = receipts.clone();
         tokio::spawn(async move {
             match handler.call(Call { peer, request }).await {
-                Ok(answer) => reply.respond(answer),
+                Ok(mut answer) => {
+                    if let Some(identity) = &receipts {
+                        answer.receipt = Some(Box::new(Receipt::issue(
+                            identity,
+                            &peer,
+                            &kind,
+                            super::registry::now_ms(),
+                        )));
+                    }
+                    reply.respond(answer)
+                }
                 Err(e) => reply.reject(e.kind, e.message),
             }
             drop(slot);

@@ -35,6 +35,7 @@ mod ask;
 mod handler;
 pub mod memory;
 mod negotiate;
+mod registry;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -72,6 +73,12 @@ pub enum AgentError {
         /// Why.
         source: std::io::Error,
     },
+    /// The registry URL is not usable.
+    #[error("registry: {0}")]
+    Registry(#[from] ecco_registry::ClientError),
+    /// The agent has no registry configured.
+    #[error("this agent has no registry; set one with Builder::registry")]
+    NoRegistry,
 }
 
 #[derive(Debug)]
@@ -93,6 +100,8 @@ pub struct Builder {
     handlers: Handlers,
     data_dir: Option<PathBuf>,
     registry: Option<String>,
+    name: Option<String>,
+    heartbeat: Duration,
     concurrency: usize,
     seed: Option<u64>,
 }
@@ -174,11 +183,27 @@ impl Builder {
         self
     }
 
-    /// A registry to register with and to search (the registry client comes
-    /// with the registry; until then the URL is only kept).
+    /// A registry (`http://host:port`) to register with, heartbeat to, search
+    /// when the mesh knows too few agents, and report feedback to. Answers
+    /// then carry receipts. The registry being down never stops the agent.
     #[must_use]
     pub fn registry(mut self, url: impl Into<String>) -> Self {
         self.registry = Some(url.into());
+        self
+    }
+
+    /// The name shown in the registry (default: `agent-` and the end of the
+    /// peer id).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How often to heartbeat to the registry (default 30 s).
+    #[must_use]
+    pub fn registry_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
         self
     }
 
@@ -214,6 +239,10 @@ impl Builder {
             None => Memory::default(),
         };
         let dht = self.config.discovery.dht;
+        let registry = match &self.registry {
+            Some(url) => Some(ecco_registry::Client::new(url, identity.clone())?),
+            None => None,
+        };
         let (node, inbox) = Node::spawn(&identity, self.config).await?;
         if !self.capabilities.is_empty() {
             node.set_capabilities(self.capabilities.clone()).await?;
@@ -224,7 +253,21 @@ impl Builder {
             self.handlers,
             capabilities.clone(),
             self.concurrency,
+            registry.as_ref().map(|_| identity.clone()),
         ));
+        let registry = registry.map(|client| {
+            let peer = identity.peer_id().to_base58();
+            let name = self
+                .name
+                .unwrap_or_else(|| format!("agent-{}", &peer[peer.len().saturating_sub(6)..]));
+            registry::Link::start(
+                client,
+                node.clone(),
+                capabilities.clone(),
+                name,
+                self.heartbeat,
+            )
+        });
         let seed = self.seed.unwrap_or_else(rand::random);
         Ok(Agent {
             inner: Arc::new(Inner {
@@ -233,7 +276,7 @@ impl Builder {
                 selector: Mutex::new(Selector::new(seed)),
                 memory: Mutex::new(memory),
                 matcher: Matcher::default(),
-                registry: self.registry,
+                registry,
                 dht,
             }),
         })
@@ -254,7 +297,7 @@ struct Inner {
     selector: Mutex<Selector>,
     memory: Mutex<Memory>,
     matcher: Matcher,
-    registry: Option<String>,
+    registry: Option<registry::Link>,
     dht: bool,
 }
 
@@ -285,6 +328,8 @@ impl Agent {
             handlers: Handlers::default(),
             data_dir: None,
             registry: None,
+            name: None,
+            heartbeat: Duration::from_secs(30),
             concurrency: 64,
             seed: None,
         }
@@ -302,7 +347,26 @@ impl Agent {
 
     /// The registry URL, if one was configured.
     pub fn registry(&self) -> Option<&str> {
-        self.inner.registry.as_deref()
+        self.inner.registry.as_ref().map(|link| link.client.url())
+    }
+
+    /// Reports to the registry how an interaction went, with the receipt the
+    /// agent gave in its answer ([`Answered::receipts`]). `rating` is 1 to 5.
+    pub async fn feedback(
+        &self,
+        receipt: &ecco_registry::Receipt,
+        success: bool,
+        latency_ms: u32,
+        rating: Option<u8>,
+    ) -> Result<ecco_registry::wire::FeedbackEntry, AgentError> {
+        let link = self.inner.registry.as_ref().ok_or(AgentError::NoRegistry)?;
+        let feedback = ecco_registry::wire::Feedback {
+            receipt: receipt.clone(),
+            success,
+            latency_ms,
+            rating,
+        };
+        Ok(link.client.feedback(&feedback).await?)
     }
 
     /// Where peers reach this agent: its listen addresses, each ending with
@@ -331,6 +395,9 @@ impl Agent {
             .set_capabilities(capabilities.clone())
             .await?;
         *lock(&self.inner.capabilities) = capabilities;
+        if let Some(link) = &self.inner.registry {
+            link.capabilities_changed();
+        }
         Ok(())
     }
 
@@ -418,8 +485,10 @@ impl Agent {
     /// The discovery cascade: the local directory first; while it holds
     /// fewer than `want` matches, a DHT lookup and whatever the mesh
     /// announces meanwhile, for at most `wait` (never a fixed sleep: it
-    /// returns as soon as there are enough). The registry joins the cascade
-    /// with the registry client.
+    /// returns as soon as there are enough). With a registry, its search
+    /// runs alongside the DHT lookup: its hits are hints (peer and
+    /// addresses), made matchable by fetching each peer's signed capability
+    /// document from the peer itself.
     pub async fn discover(
         &self,
         query: &Query,
@@ -434,12 +503,14 @@ impl Agent {
         let deadline = tokio::time::Instant::now() + wait;
         let node = self.inner.node.clone();
         let can_look_up = self.inner.dht && crate::discovery::dht::lookup_key("", query).is_some();
-        let lookup = async move {
-            if can_look_up {
-                if let Err(e) = node.lookup(query).await {
-                    tracing::debug!(error = %e, "DHT lookup failed");
-                }
-            } else {
+        let dht_lookup = async move {
+            if can_look_up && let Err(e) = node.lookup(query).await {
+                tracing::debug!(error = %e, "DHT lookup failed");
+            }
+        };
+        let lookup = async {
+            futures::join!(dht_lookup, self.search_registry(query, want));
+            if !can_look_up && self.inner.registry.is_none() {
                 futures::future::pending::<()>().await;
             }
         };
@@ -464,6 +535,39 @@ impl Agent {
         self.ranked(query).await
     }
 
+    /// The registry's matches for `query`, learned from the peers themselves.
+    async fn search_registry(&self, query: &Query, want: usize) {
+        let Some(link) = &self.inner.registry else {
+            return;
+        };
+        let per_page = u32::try_from(want.clamp(1, 100)).unwrap_or(100);
+        let hits = match link.client.search(&query.to_string(), 1, per_page).await {
+            Ok(page) => page.items,
+            Err(e) => {
+                tracing::debug!(error = %e, "registry search failed");
+                return;
+            }
+        };
+        let me = self.peer_id();
+        let fetches = hits.into_iter().filter_map(|hit| {
+            let peer = hit.peer_id.parse::<PeerId>().ok().filter(|p| *p != me)?;
+            let node = self.inner.node.clone();
+            Some(async move {
+                for addr in hit
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<Multiaddr>().ok())
+                {
+                    let _ = node.add_address(peer, addr).await;
+                }
+                if let Err(e) = node.fetch_capabilities(peer).await {
+                    tracing::debug!(%peer, error = %e, "registry hit unreachable");
+                }
+            })
+        });
+        futures::future::join_all(fetches).await;
+    }
+
     /// Saves the performance memory in the background, at most once per
     /// [`memory::SAVE_EVERY`], so that queries do not wait on the disk; a
     /// crash loses at most that much history. Shutdown saves what is left.
@@ -482,6 +586,9 @@ impl Agent {
     pub async fn shutdown(self) {
         if let Err(e) = lock(&self.inner.memory).save() {
             tracing::warn!(error = %e, "performance memory not saved");
+        }
+        if let Some(link) = &self.inner.registry {
+            link.stop().await;
         }
         self.inner.node.clone().shutdown().await;
     }

@@ -51,6 +51,11 @@ pub struct Answer {
     /// Binary attachments.
     #[serde(default)]
     pub attachments: Vec<ByteBuf>,
+    /// The answering agent's signed receipt for this interaction, which the
+    /// client can attach to feedback for a registry. Agents that use a
+    /// registry issue one with every answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Box<ecco_registry::Receipt>>,
 }
 
 impl Answer {
@@ -59,6 +64,7 @@ impl Answer {
         Self {
             result,
             attachments: Vec::new(),
+            receipt: None,
         }
     }
 

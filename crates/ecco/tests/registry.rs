@@ -1,0 +1,180 @@
+//! Agents with a registry: registration and heartbeats, the registry step of
+//! the discovery cascade, receipts and feedback, and a registry that is down.
+
+#![allow(clippy::unwrap_used)]
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use ecco::agent::{Agent, Call};
+use ecco::node::{Answer, Config};
+use ecco::registry::Client;
+use ecco::{Identity, Query, Selection};
+use ecco_registry::Config as RegistryConfig;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A node that learns nothing on its own: no bootstrap, no DHT, no
+/// announcements, no mDNS. Only the registry can introduce peers.
+fn isolated() -> Config {
+    let mut config = Config::memory();
+    config.discovery.dht = false;
+    config.discovery.announcements = false;
+    config
+}
+
+async fn provider(registry: &str, heartbeat: Duration) -> Agent {
+    Agent::builder()
+        .config(isolated())
+        .registry(registry)
+        .name("capitals")
+        .registry_heartbeat(heartbeat)
+        .capability("geo/capital atlas@1.0.0".parse().unwrap())
+        .handler("geo/capital", |_call: Call| async {
+            Ok(Answer::new(json!("Paris")))
+        })
+        .spawn()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` until it holds or `WAIT` passes.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_registers_heartbeats_and_is_found_and_rated_through_the_registry() {
+    let registry = ecco_registry::serve(RegistryConfig::ephemeral())
+        .await
+        .unwrap();
+    let reader = Client::new(&registry.url(), Identity::generate()).unwrap();
+    let provider = provider(&registry.url(), Duration::from_millis(100)).await;
+    let id = provider.peer_id();
+    eventually("the registration", || async {
+        reader.agent(&id).await.is_ok()
+    })
+    .await;
+    let first = reader.agent(&id).await.unwrap();
+    assert_eq!(first.name, "capitals");
+    eventually("a heartbeat", || async {
+        reader
+            .agent(&id)
+            .await
+            .is_ok_and(|d| d.last_seen_ms > first.last_seen_ms)
+    })
+    .await;
+
+    // The client knows no peer: only the registry can introduce the provider.
+    let client = Agent::builder()
+        .config(isolated())
+        .registry(registry.url())
+        .spawn()
+        .await
+        .unwrap();
+    let answered = client
+        .query("geo/capital".parse::<Query>().unwrap())
+        .select(Selection::TopN(NonZeroUsize::MIN))
+        .discovery_wait(WAIT)
+        .send(json!({"country": "France"}))
+        .await
+        .unwrap();
+    assert_eq!(answered.asked, [id]);
+    assert_eq!(answered.receipts.len(), 1);
+    let receipt = &answered.receipts[0];
+    assert_eq!(receipt.agent, id.to_base58());
+    assert_eq!(receipt.client, client.peer_id().to_base58());
+
+    client.feedback(receipt, true, 12, Some(5)).await.unwrap();
+    let rated = reader.agent(&id).await.unwrap();
+    assert!(rated.reputation.score > 50.0, "{:?}", rated.reputation);
+    assert_eq!(rated.reputation.breakdown.feedback, 1);
+
+    // Shutting down deregisters.
+    provider.shutdown().await;
+    assert!(reader.agent(&id).await.is_err());
+    client.shutdown().await;
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn new_capabilities_are_registered_again() {
+    let registry = ecco_registry::serve(RegistryConfig::ephemeral())
+        .await
+        .unwrap();
+    let reader = Client::new(&registry.url(), Identity::generate()).unwrap();
+    let provider = provider(&registry.url(), Duration::from_secs(30)).await;
+    let id = provider.peer_id();
+    eventually("the registration", || async {
+        reader.agent(&id).await.is_ok()
+    })
+    .await;
+    provider
+        .add_capability("geo/river seine@1.0.0".parse().unwrap())
+        .await
+        .unwrap();
+    eventually("the new capability", || async {
+        reader
+            .agent(&id)
+            .await
+            .is_ok_and(|d| d.capabilities.capabilities().len() == 2)
+    })
+    .await;
+    provider.shutdown().await;
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_registry_that_is_down_never_breaks_the_mesh() {
+    // Nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let provider = provider(&dead, Duration::from_millis(50)).await;
+    let mut config = Config::memory();
+    config.bootstrap = provider.addresses().await.unwrap();
+    let client = Agent::builder()
+        .config(config)
+        .registry(dead)
+        .spawn()
+        .await
+        .unwrap();
+    let answered = client
+        .query("geo/capital".parse::<Query>().unwrap())
+        .select(Selection::TopN(NonZeroUsize::MIN))
+        .discovery_wait(WAIT)
+        .send(json!({}))
+        .await
+        .unwrap();
+    assert_eq!(answered.consensus.answer, Some(json!("Paris")));
+    let refused = client.feedback(&answered.receipts[0], true, 1, None).await;
+    assert!(refused.is_err());
+    // Shutdown does not hang on the missing registry.
+    tokio::time::timeout(Duration::from_secs(10), provider.shutdown())
+        .await
+        .unwrap();
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_registry_url_is_refused_at_spawn() {
+    let e = Agent::builder()
+        .config(Config::memory())
+        .registry("ftp://nope")
+        .spawn()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid registry URL"), "{e}");
+}
