@@ -19,6 +19,26 @@ pub(crate) struct Args {
     /// Seed of the random and weighted selections.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Run without the registry (the mesh needs none).
+    #[arg(long)]
+    no_registry: bool,
+    /// Where the demo's registry listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    registry_listen: std::net::SocketAddr,
+    /// Keep the registry and the agents running after the demo, until Ctrl-C,
+    /// to look at the registry.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+/// The star rating the demo's client gives each persona's answers.
+fn stars(persona: &str) -> u8 {
+    match persona {
+        "atlas" | "globe" => 5,
+        "scribe" => 4,
+        "sloth" => 3,
+        _ => 1,
+    }
 }
 
 /// How a demo agent behaves: deterministic, so every run tells the same story.
@@ -105,11 +125,22 @@ async fn haggle(p: Proposal) -> Reply {
     }
 }
 
-async fn start(persona: &Persona, bootstrap: &[ecco::Multiaddr]) -> anyhow::Result<Agent> {
+async fn start(
+    persona: &Persona,
+    bootstrap: &[ecco::Multiaddr],
+    registry: Option<&str>,
+) -> anyhow::Result<Agent> {
     let mut config = Config::loopback();
     config.bootstrap = bootstrap.to_vec();
     let (answer, delay) = (persona.answer, Duration::from_millis(persona.delay_ms));
-    let agent = Agent::builder()
+    let mut builder = Agent::builder();
+    if let Some(url) = registry {
+        builder = builder
+            .registry(url)
+            .name(persona.name)
+            .registry_heartbeat(Duration::from_secs(2));
+    }
+    let agent = builder
         .config(config)
         .negotiator("qa/capital", |p: Proposal| async move {
             if p.capability.as_ref().is_some_and(|c| c.name() == "scribe") {
@@ -153,24 +184,35 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         }
     };
     say("Ecco demo: six agents and a client, all in this process, over 127.0.0.1.");
+    let registry = if args.no_registry {
+        None
+    } else {
+        Some(start_registry(args.registry_listen).await?)
+    };
+    let url = registry.as_ref().map(|(running, _)| running.url());
+    if let Some(url) = &url {
+        say(&format!(
+            "Registry: {url}  (SQLite; the agents register and heartbeat; --no-registry to skip)"
+        ));
+    }
     let mut agents = Vec::new();
     let mut names: HashMap<PeerId, &'static str> = HashMap::new();
-    let hub = start(&PERSONAS[0], &[]).await?;
+    let hub = start(&PERSONAS[0], &[], url.as_deref()).await?;
     let hub_addrs = hub.addresses().await?;
     names.insert(hub.peer_id(), PERSONAS[0].name);
     agents.push(hub);
     for persona in &PERSONAS[1..] {
-        let agent = start(persona, &hub_addrs).await?;
+        let agent = start(persona, &hub_addrs, url.as_deref()).await?;
         names.insert(agent.peer_id(), persona.name);
         agents.push(agent);
     }
     let mut config = Config::loopback();
     config.bootstrap = hub_addrs;
-    let client = Agent::builder()
-        .config(config)
-        .seed(args.seed)
-        .spawn()
-        .await?;
+    let mut builder = Agent::builder();
+    if let Some(url) = &url {
+        builder = builder.registry(url).name("demo-client");
+    }
+    let client = builder.config(config).seed(args.seed).spawn().await?;
     if !json_out {
         println!("\n{:<11} {:<46} behaviour", "agent", "capability");
         for p in &PERSONAS {
@@ -198,6 +240,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
     }
 
     let mut runs = Vec::new();
+    let mut receipts = Vec::new();
     say("\nSelection strategies, each with majority-vote:");
     for selection in [
         "all",
@@ -208,17 +251,17 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         "weighted:2",
     ] {
         let selection: Selection = selection.parse()?;
-        runs.push(
-            ask(
-                &client,
-                &query,
-                selection,
-                Aggregation::MajorityVote,
-                &names,
-                json_out,
-            )
-            .await?,
-        );
+        let (run, mut given) = ask(
+            &client,
+            &query,
+            selection,
+            Aggregation::MajorityVote,
+            &names,
+            json_out,
+        )
+        .await?;
+        runs.push(run);
+        receipts.append(&mut given);
     }
     say("\nAggregation strategies, each over all six agents:");
     let shortest = Aggregation::custom(|responses: &[Response], _: &[Cluster]| {
@@ -239,17 +282,17 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         shortest,
     ];
     for aggregation in aggregations {
-        runs.push(
-            ask(
-                &client,
-                &query,
-                Selection::All,
-                aggregation,
-                &names,
-                json_out,
-            )
-            .await?,
-        );
+        let (run, mut given) = ask(
+            &client,
+            &query,
+            Selection::All,
+            aggregation,
+            &names,
+            json_out,
+        )
+        .await?;
+        runs.push(run);
+        receipts.append(&mut given);
     }
     say("\nNegotiation with scribe, before sending it work:");
     let scribe = names
@@ -288,12 +331,40 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         }
     }
 
+    let reputation = match &registry {
+        Some((_, reader)) => {
+            rate(&client, &receipts, &names).await;
+            let table = reputations(reader, &names).await?;
+            if !json_out {
+                println!(
+                    "\nRegistry: the client rated {} answers with the agents' signed receipts.",
+                    receipts.len()
+                );
+                println!("{:<11} {:<7} {:<8} ratings", "agent", "health", "score");
+                for (name, health, score, ratings) in &table {
+                    println!("{name:<11} {health:<7} {score:<8.2} {ratings}");
+                }
+                println!(
+                    "(one client without a reputation of its own moves a score by at most 2 points)"
+                );
+            }
+            Some(table)
+        }
+        None => None,
+    };
+
     if json_out {
         let negotiation: Vec<Value> = steps
             .iter()
             .map(|(step, reply)| json!({ "step": step, "reply": reply }))
             .collect();
-        output::json_line(&json!({ "offers": known, "runs": runs, "negotiation": negotiation }))?;
+        output::json_line(&json!({
+            "offers": known,
+            "runs": runs,
+            "negotiation": negotiation,
+            "registry": url,
+            "reputation": reputation,
+        }))?;
     } else {
         println!("\nNotes: a vote decides as soon as no other answer can win, so top-n:3");
         println!("stops after two agreeing answers; over all six agents it waits for sloth,");
@@ -304,12 +375,91 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         println!("written in Rust: here, the shortest answer. flaky's failures are remembered");
         println!("and lower its weight in weighted selection.");
     }
+    if args.keep_running {
+        if let Some(url) = &url {
+            say(&format!(
+                "\nThe registry stays up at {url} (API under /v1). Ctrl-C to stop."
+            ));
+        } else {
+            say("\nThe agents stay up. Ctrl-C to stop.");
+        }
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+    }
     client.shutdown().await;
     for agent in agents {
         agent.shutdown().await;
     }
+    if let Some((running, _)) = registry {
+        running.shutdown().await;
+    }
     say("\nDone.");
     Ok(())
+}
+
+/// A registry on SQLite in a fresh temporary file, and a client to read it.
+async fn start_registry(
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<(ecco_registry::Running, ecco::registry::Client)> {
+    let file = std::env::temp_dir().join(format!("ecco-demo-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+    let config = ecco_registry::Config {
+        listen,
+        database_url: format!("sqlite:{}", file.display()),
+        stale_after: Duration::from_secs(6),
+        offline_after: Duration::from_secs(20),
+        heartbeat_interval: Duration::from_secs(2),
+        ..ecco_registry::Config::default()
+    };
+    let running = ecco_registry::serve(config)
+        .await
+        .context("cannot start the demo's registry")?;
+    let reader = ecco::registry::Client::new(&running.url(), ecco::Identity::generate())?;
+    Ok((running, reader))
+}
+
+/// The client reports every answer it got, rated by how right it was.
+async fn rate(
+    client: &Agent,
+    receipts: &[(ecco::registry::Receipt, u32)],
+    names: &HashMap<PeerId, &'static str>,
+) {
+    for (receipt, latency_ms) in receipts {
+        let persona = receipt
+            .agent
+            .parse::<PeerId>()
+            .ok()
+            .and_then(|p| names.get(&p).copied())
+            .unwrap_or("?");
+        if let Err(e) = client
+            .feedback(receipt, true, *latency_ms, Some(stars(persona)))
+            .await
+        {
+            tracing::warn!(error = %e, "feedback refused");
+        }
+    }
+}
+
+/// Each agent's health, reputation and ratings, as the registry sees them.
+async fn reputations(
+    reader: &ecco::registry::Client,
+    names: &HashMap<PeerId, &'static str>,
+) -> anyhow::Result<Vec<(String, String, f64, u64)>> {
+    let mut table = Vec::new();
+    for (peer, name) in names {
+        let detail = reader.agent(peer).await?;
+        table.push((
+            (*name).to_owned(),
+            detail.health.as_str().to_owned(),
+            detail.reputation.score,
+            detail.reputation.breakdown.feedback,
+        ));
+    }
+    table.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    Ok(table)
 }
 
 async fn ask(
@@ -319,7 +469,7 @@ async fn ask(
     aggregation: Aggregation,
     names: &HashMap<PeerId, &'static str>,
     json_out: bool,
-) -> anyhow::Result<Run> {
+) -> anyhow::Result<(Run, Vec<(ecco::registry::Receipt, u32)>)> {
     let name = |p: &PeerId| names.get(p).copied().unwrap_or("?").to_owned();
     let label = aggregation.name().to_owned();
     let started = Instant::now();
@@ -369,7 +519,26 @@ async fn ask(
     if !json_out {
         println_run(&run);
     }
-    Ok(run)
+    // Each receipt with the latency the client observed for that agent.
+    let latency: HashMap<String, u32> = c
+        .agents
+        .iter()
+        .filter_map(|a| Some((a.agent.to_string(), a.latency_ms? as u32)))
+        .collect();
+    let receipts = answered
+        .receipts
+        .into_iter()
+        .map(|r| {
+            let ms = r
+                .agent
+                .parse::<PeerId>()
+                .ok()
+                .and_then(|p| latency.get(ecco::agent_id(&p).as_str()).copied())
+                .unwrap_or_default();
+            (r, ms)
+        })
+        .collect();
+    Ok((run, receipts))
 }
 
 fn describe(reply: &Reply) -> String {
