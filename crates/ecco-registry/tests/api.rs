@@ -566,6 +566,19 @@ async fn metrics_move_and_the_openapi_document_lists_every_route() {
             "{route} missing from the OpenAPI document"
         );
     }
+    // Every reference resolves, so that tools can generate requests from it.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("odd ref {reference}"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{reference} does not resolve"
+        );
+    }
 }
 
 #[tokio::test]
@@ -585,4 +598,19 @@ async fn writes_publish_live_events() {
         .collect();
     use ecco_registry::wire::EventKind::*;
     assert_eq!(kinds, [Registered, Heartbeat]);
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }

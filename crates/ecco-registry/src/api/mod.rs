@@ -33,7 +33,7 @@ pub(crate) use params::Params;
         analytics::overview, analytics::series, analytics::top_capabilities, analytics::top_agents,
         events::stream, ops::health, ops::metrics, ops::openapi,
     ),
-    components(schemas(crate::wire::ErrorBody, crate::wire::Event, crate::wire::EventKind)),
+    components(schemas(crate::wire::ErrorBody, crate::wire::Event, crate::wire::EventKind, analytics::SeriesMetric)),
     tags((name = "agents"), (name = "feedback"), (name = "analytics"), (name = "operations")),
 )]
 pub struct ApiDoc;
