@@ -1,9 +1,8 @@
 //! Registration, heartbeats, deregistration and agent detail.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -33,17 +32,10 @@ use crate::wire::{
 pub(super) async fn register(
     State(app): State<App>,
     Path(peer_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    write: auth::Write,
 ) -> Result<(StatusCode, Json<AgentDetail>), ApiError> {
-    let target = auth::peer_in_path(&peer_id)?;
-    let signer = auth::signer(&app, &method, &uri, &headers, &body).await?;
-    if signer != target {
-        return Err(ApiError::forbidden("an agent may only register itself"));
-    }
-    let registration: Registration = parse_body(&body)?;
+    let target = write.by_owner(&app, &peer_id, "register").await?;
+    let registration: Registration = parse_body(&write.body)?;
     check_name(&registration.name)?;
     check_addresses(&registration.addresses)?;
     let peer_id = target.to_base58();
@@ -82,22 +74,13 @@ pub(super) async fn register(
 pub(super) async fn heartbeat(
     State(app): State<App>,
     Path(peer_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    write: auth::Write,
 ) -> Result<Json<AgentDetail>, ApiError> {
-    let target = auth::peer_in_path(&peer_id)?;
-    let signer = auth::signer(&app, &method, &uri, &headers, &body).await?;
-    if signer != target {
-        return Err(ApiError::forbidden(
-            "an agent may only send its own heartbeats",
-        ));
-    }
-    let beat: Heartbeat = if body.is_empty() {
+    let target = write.by_owner(&app, &peer_id, "heartbeat").await?;
+    let beat: Heartbeat = if write.body.is_empty() {
         Heartbeat::default()
     } else {
-        parse_body(&body)?
+        parse_body(&write.body)?
     };
     if let Some(addresses) = &beat.addresses {
         check_addresses(addresses)?;
@@ -140,16 +123,9 @@ pub(super) async fn heartbeat(
 pub(super) async fn deregister(
     State(app): State<App>,
     Path(peer_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    write: auth::Write,
 ) -> Result<StatusCode, ApiError> {
-    let target = auth::peer_in_path(&peer_id)?;
-    let signer = auth::signer(&app, &method, &uri, &headers, &body).await?;
-    if signer != target {
-        return Err(ApiError::forbidden("an agent may only deregister itself"));
-    }
+    let target = write.by_owner(&app, &peer_id, "deregister").await?;
     remove(&app, &target.to_base58()).await
 }
 

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
 use ecco_identity::PeerId;
 
 use crate::error::ApiError;
@@ -121,4 +124,56 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(crate) fn peer_in_path(raw: &str) -> Result<PeerId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::bad_request("bad_peer_id", format!("{raw:?} is not a peer id")))
+}
+
+/// A write as received: what its signature covers.
+pub(crate) struct Write {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    /// The raw body (within the body limit).
+    pub(crate) body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Write {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Write {
+    /// The verified signer.
+    pub(crate) async fn signer(&self, app: &App) -> Result<PeerId, ApiError> {
+        signer(app, &self.method, &self.uri, &self.headers, &self.body).await
+    }
+
+    /// The verified signer, which must be the agent named in the path:
+    /// an agent may `action` only its own record.
+    pub(crate) async fn by_owner(
+        &self,
+        app: &App,
+        raw_peer: &str,
+        action: &str,
+    ) -> Result<PeerId, ApiError> {
+        let target = peer_in_path(raw_peer)?;
+        if self.signer(app).await? != target {
+            return Err(ApiError::forbidden(format!(
+                "an agent may only {action} its own record"
+            )));
+        }
+        Ok(target)
+    }
 }

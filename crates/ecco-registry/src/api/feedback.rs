@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 
 use super::{auth, parse_body};
 use crate::error::ApiError;
@@ -33,13 +32,10 @@ const MAX_RECEIPT_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 )]
 pub(super) async fn submit(
     State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    write: auth::Write,
 ) -> Result<(StatusCode, Json<FeedbackEntry>), ApiError> {
-    let rater = auth::signer(&app, &method, &uri, &headers, &body).await?;
-    let feedback: Feedback = parse_body(&body)?;
+    let rater = write.signer(&app).await?;
+    let feedback: Feedback = parse_body(&write.body)?;
     let (agent, client) = feedback
         .receipt
         .verify()

@@ -272,31 +272,18 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let updated = match addresses {
-            Some(addresses) => {
-                let addresses =
-                    serde_json::to_string(addresses).unwrap_or_else(|_| "[]".to_owned());
-                sqlx::query(
-                    "UPDATE agents SET last_seen = $2, heartbeats = heartbeats + 1, addresses = $3 \
-                     WHERE peer_id = $1 AND deregistered_at IS NULL",
-                )
-                .bind(peer_id)
-                .bind(now)
-                .bind(addresses)
-                .execute(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE agents SET last_seen = $2, heartbeats = heartbeats + 1 \
-                     WHERE peer_id = $1 AND deregistered_at IS NULL",
-                )
-                .bind(peer_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-            }
-        };
+        // NULL keeps the stored addresses.
+        let addresses =
+            addresses.map(|a| serde_json::to_string(a).unwrap_or_else(|_| "[]".to_owned()));
+        let updated = sqlx::query(
+            "UPDATE agents SET last_seen = $2, heartbeats = heartbeats + 1, \
+             addresses = COALESCE($3, addresses) WHERE peer_id = $1 AND deregistered_at IS NULL",
+        )
+        .bind(peer_id)
+        .bind(now)
+        .bind(addresses)
+        .execute(&mut *tx)
+        .await?;
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
