@@ -5,7 +5,8 @@
 mod common;
 
 use common::{postgres_url, registration, skip};
-use ecco_registry::store::{Backend, Metric, NewFeedback, Store, Upsert};
+use ecco_registry::store::{Backend, Metric, Store, Upsert};
+use ecco_registry::wire::FeedbackEntry;
 
 async fn suite(store: &Store) {
     let doc = registration("a", &["llm/chat +summarize"]).capabilities;
@@ -65,7 +66,7 @@ async fn suite(store: &Store) {
         .collect();
     assert_eq!(names, ["peer-a", "peer-b"]);
 
-    let feedback = |rater: &str, interaction: &str, rating, at| NewFeedback {
+    let feedback = |rater: &str, interaction: &str, rating, at| FeedbackEntry {
         rater: rater.into(),
         agent: "peer-a".into(),
         interaction: interaction.into(),
@@ -73,7 +74,7 @@ async fn suite(store: &Store) {
         success: true,
         latency_ms: 42,
         rating,
-        at,
+        at_ms: at,
     };
     assert!(
         store

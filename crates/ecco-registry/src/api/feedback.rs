@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use super::{auth, parse_body};
 use crate::error::ApiError;
 use crate::state::{App, now_ms};
-use crate::store::NewFeedback;
 use crate::wire::{ErrorBody, EventKind, Feedback, FeedbackEntry};
 
 /// Longest latency accepted, in milliseconds (one hour).
@@ -78,7 +77,7 @@ pub(super) async fn submit(
     if app.store().agent(&agent).await?.is_none() {
         return Err(ApiError::not_found("the rated agent is not registered"));
     }
-    let entry = NewFeedback {
+    let entry = FeedbackEntry {
         rater: rater.to_base58(),
         agent: agent.clone(),
         interaction: feedback.receipt.interaction.clone(),
@@ -86,7 +85,7 @@ pub(super) async fn submit(
         success: feedback.success,
         latency_ms: feedback.latency_ms,
         rating: feedback.rating,
-        at: now,
+        at_ms: now,
     };
     if !app.store().insert_feedback(&entry).await? {
         return Err(ApiError::new(
@@ -100,17 +99,5 @@ pub(super) async fn submit(
     let score = app.book().await?.score(&agent);
     app.announce(EventKind::Reputation, &agent, None, Some(score))
         .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(FeedbackEntry {
-            rater: entry.rater,
-            agent: entry.agent,
-            interaction: entry.interaction,
-            capability: entry.capability,
-            success: entry.success,
-            latency_ms: entry.latency_ms,
-            rating: entry.rating,
-            at_ms: entry.at,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(entry)))
 }

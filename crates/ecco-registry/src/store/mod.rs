@@ -75,27 +75,6 @@ pub enum Upsert {
     Updated,
 }
 
-/// A feedback report to store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewFeedback {
-    /// Who reports.
-    pub rater: String,
-    /// Who is rated.
-    pub agent: String,
-    /// Interaction id from the receipt.
-    pub interaction: String,
-    /// Capability type from the receipt.
-    pub capability: String,
-    /// Outcome.
-    pub success: bool,
-    /// Latency in milliseconds.
-    pub latency_ms: u32,
-    /// Star rating.
-    pub rating: Option<u8>,
-    /// When, Unix milliseconds.
-    pub at: i64,
-}
-
 /// Countable happenings for the analytics series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -339,7 +318,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Database`].
-    pub async fn insert_feedback(&self, f: &NewFeedback) -> Result<bool, StoreError> {
+    pub async fn insert_feedback(&self, f: &FeedbackEntry) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO feedback (rater, agent, interaction, capability, success, latency_ms, rating, at) \
@@ -352,15 +331,15 @@ impl Store {
         .bind(i64::from(f.success))
         .bind(i64::from(f.latency_ms))
         .bind(f.rating.map(i64::from))
-        .bind(f.at)
+        .bind(f.at_ms)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_event(&mut tx, Metric::Requests, &f.agent, f.at).await?;
+        insert_event(&mut tx, Metric::Requests, &f.agent, f.at_ms).await?;
         if f.rating.is_some() {
-            insert_event(&mut tx, Metric::Ratings, &f.agent, f.at).await?;
+            insert_event(&mut tx, Metric::Ratings, &f.agent, f.at_ms).await?;
         }
         tx.commit().await?;
         Ok(true)
