@@ -24,7 +24,7 @@ pub(crate) enum Command {
 pub(crate) struct ServeArgs {
     /// A TOML file with any of: listen, database_url, redis_url, read_token,
     /// admin_token, heartbeat_interval, stale_after, offline_after ("90s"),
-    /// catalog_check ("1s").
+    /// catalog_check ("1s"), retention ("90d").
     #[arg(long, env = "ECCO_REGISTRY_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7700].
@@ -57,6 +57,7 @@ struct File {
     stale_after: Option<String>,
     offline_after: Option<String>,
     catalog_check: Option<String>,
+    retention: Option<String>,
 }
 
 pub(crate) async fn run(command: Command, json_out: bool) -> anyhow::Result<()> {
@@ -115,6 +116,7 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         file.catalog_check,
         &mut config.catalog_check,
     )?;
+    span("retention", file.retention, &mut config.retention)?;
     anyhow::ensure!(
         config.stale_after < config.offline_after,
         "stale_after ({:?}) must be shorter than offline_after ({:?})",

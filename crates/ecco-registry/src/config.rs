@@ -44,6 +44,10 @@ pub struct Config {
     /// generation (changes made through this instance, or announced by
     /// another over Redis, are seen at once; this bounds the rest).
     pub catalog_check: Duration,
+    /// How long the analytics rows (registrations and per-minute activity)
+    /// are kept; older ones are deleted hourly. Feedback is kept: reputation
+    /// needs it.
+    pub retention: Duration,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             writes_per_minute: 600,
             feedback_per_minute: 120,
             catalog_check: Duration::from_secs(1),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

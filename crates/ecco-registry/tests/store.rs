@@ -155,6 +155,24 @@ async fn suite(store: &Store) {
         store.agent("peer-b").await.unwrap().unwrap().registered_at,
         8_000
     );
+
+    // Retention: analytics rows before the cut go, the rest and the
+    // feedback stay.
+    assert!(store.prune(60_000).await.unwrap() > 0);
+    assert!(
+        store
+            .series(Metric::Registrations, 0, 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let active = store.active_series(0, 60_000).await.unwrap();
+    assert_eq!(
+        active.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
+        [(60_000, 1), (120_000, 1)]
+    );
+    assert_eq!(store.reports().await.unwrap().len(), 2);
+    assert_eq!(store.prune(60_000).await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -458,6 +458,23 @@ impl Store {
         Ok((entries, u64::try_from(total).unwrap_or(0)))
     }
 
+    /// Deletes the analytics rows (registration events, per-minute activity)
+    /// older than `before` (Unix ms); how many went.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        let events = sqlx::query("DELETE FROM events WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        let activity = sqlx::query("DELETE FROM activity WHERE minute < $1")
+            .bind(before.div_euclid(60_000))
+            .execute(&self.pool)
+            .await?;
+        Ok(events.rows_affected() + activity.rows_affected())
+    }
+
     /// Counts of `metric` per bucket of `bucket_ms` since `since` (only the
     /// non-empty buckets).
     ///
