@@ -30,7 +30,9 @@ pub struct Config {
     pub offline_after: Duration,
     /// How often health is re-evaluated for live events.
     pub sweep_every: Duration,
-    /// How stale the reputation snapshot may get while feedback arrives.
+    /// How stale the reputation snapshot may get while feedback arrives
+    /// (longer when recomputing takes more than a tenth of it); zero
+    /// recomputes on every read after new feedback.
     pub reputation_refresh: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,

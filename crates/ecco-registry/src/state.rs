@@ -123,18 +123,21 @@ impl App {
         }
         // One request recomputes; the others answer from the current
         // snapshot instead of queueing behind it.
-        let Ok(mut computed_at) = self.0.computed_at.try_lock() else {
-            return Ok(self.0.book.read().await.clone());
+        // A zero refresh (tests) waits and recomputes on every read after
+        // feedback, so that a read sees the writes before it.
+        let refresh = self.0.config.reputation_refresh;
+        let mut computed_at = if refresh.is_zero() {
+            self.0.computed_at.lock().await
+        } else {
+            let Ok(guard) = self.0.computed_at.try_lock() else {
+                return Ok(self.0.book.read().await.clone());
+            };
+            guard
         };
         // Recomputing reads all feedback: as it grows, space the runs out so
         // that they take at most a tenth of the time.
         let due = computed_at.is_none_or(|(at, took)| {
-            at.elapsed()
-                >= self
-                    .0
-                    .config
-                    .reputation_refresh
-                    .max(took * RECOMPUTE_SPACING)
+            refresh.is_zero() || at.elapsed() >= refresh.max(took * RECOMPUTE_SPACING)
         });
         if due && self.0.dirty.swap(false, Ordering::AcqRel) {
             let started = Instant::now();
