@@ -22,6 +22,8 @@ mod api;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+mod dashboard;
+#[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
 pub mod metrics;

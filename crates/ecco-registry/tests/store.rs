@@ -136,6 +136,26 @@ async fn suite(store: &Store) {
         store.agent("peer-b").await.unwrap().unwrap().registered_at,
         8_000
     );
+
+    // An agent's own activity: minutes heard from, per bucket.
+    assert!(store.heartbeat("peer-a", None, 180_000).await.unwrap());
+    assert!(store.heartbeat("peer-a", None, 200_000).await.unwrap());
+    assert!(store.heartbeat("peer-a", None, 400_000).await.unwrap());
+    let five_minutes = store.activity_of("peer-a", 0, 5).await.unwrap();
+    assert_eq!(
+        five_minutes
+            .iter()
+            .map(|p| (p.t_ms, p.value))
+            .collect::<Vec<_>>(),
+        [(0, 2), (300_000, 1)],
+        "minutes 0 and 3, then minute 6"
+    );
+    let recent = store.activity_of("peer-a", 4, 1).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
+        [(360_000, 1)]
+    );
+    assert!(store.activity_of("nobody", 0, 5).await.unwrap().is_empty());
 }
 
 #[tokio::test]
