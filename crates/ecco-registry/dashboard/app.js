@@ -157,8 +157,12 @@ async function guarded(errorBox, load) {
       errorBox.textContent = 'Waiting for the read token.';
     } else if (e instanceof ApiError) {
       errorBox.textContent = `The registry refused: ${e.message} (${e.status} ${e.code}).`;
-    } else {
+    } else if (e instanceof TypeError && /fetch/i.test(e.message)) {
       errorBox.textContent = 'The registry is unreachable; the page retries when the live stream is back.';
+    } else {
+      // A bug in this page: say so, and leave the details to the console.
+      console.error(e.stack ?? e);
+      errorBox.textContent = `This page failed: ${e.message}`;
     }
     errorBox.hidden = false;
     return false;
@@ -547,12 +551,12 @@ function agentView(route) {
     missing,
     content,
   );
-  let hours = 24;
+  let hours = 1;
   let feedbackPage = 1;
   const next = latest();
 
   function setRoute(r) {
-    hours = HOURS[r.params.get('hours')] ? Number(r.params.get('hours')) : 24;
+    hours = HOURS[r.params.get('hours')] ? Number(r.params.get('hours')) : 1;
     feedbackPage = Math.max(1, Number.parseInt(r.params.get('feedback_page') ?? '1', 10) || 1);
     hoursSelect.value = String(hours);
   }
@@ -647,7 +651,7 @@ function agentView(route) {
       barChart({
         points: activity.buckets,
         bucketMs,
-        valueOf: (b) => b.share,
+        measure: (b) => b.share,
         max: 1,
         className: 'presence',
         describe: () =>

@@ -29,11 +29,11 @@ export function timeLabel(ms, spanMs) {
 /**
  * A bar chart of `points` ({t_ms, value}) in buckets of `bucketMs`.
  * `describe(total, peak, peakAt)` gives the text alternative;
- * `valueOf(point)` the bar height on [0, max] (default point.value);
+ * `measure(point)` the bar height on [0, max] (default point.value);
  * `max` fixes the scale (default: the largest value).
  */
-export function barChart({ points, bucketMs, describe, tip, valueOf = (p) => p.value, max, className = '' }) {
-  const values = points.map(valueOf);
+export function barChart({ points, bucketMs, describe, tip, measure = (p) => p.value, max, className = '' }) {
+  const values = points.map(measure);
   const peak = values.reduce((a, b) => Math.max(a, b), 0);
   const scale = max ?? Math.max(peak, 1);
   const total = values.reduce((a, b) => a + b, 0);
