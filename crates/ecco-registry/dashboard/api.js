@@ -129,10 +129,10 @@ export function follow({ onEvent, onState }) {
     }
     if (!current()) return;
     failures += 1;
-    // A few quick retries are "reconnecting"; after that the stream is lost
-    // (and still retried, every 10 s).
-    const delay = Math.min(1000 * 2 ** (failures - 1), 10_000);
-    onState(failures > 3 ? 'lost' : 'reconnecting', delay);
+    // Two quick retries are "reconnecting"; after that the stream is lost
+    // (and still retried, backing off to every 10 s).
+    const delay = Math.min(500 * 2 ** (failures - 1), 10_000);
+    onState(failures > 2 ? 'lost' : 'reconnecting', delay);
     retry = setTimeout(() => connect(gen), delay);
   }
 

@@ -814,7 +814,7 @@ const stream = follow({
   onState(state, retryMs) {
     live.dataset.state = state;
     let text = LIVE[state] ?? state;
-    if (state === 'lost' && retryMs) text += ` every ${Math.round(retryMs / 1000)} s`;
+    if (state === 'lost' && retryMs) text += ` in ${Math.max(1, Math.round(retryMs / 1000))} s`;
     if (state === 'connected' && (lastState === 'reconnecting' || lastState === 'lost')) {
       text = 'Live again';
       // Events were missed while away.

@@ -529,3 +529,62 @@ async fn the_dashboard_asks_for_the_read_token_in_chromium() {
     assert!(artifacts("token.png").is_file());
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_says_when_the_stream_is_lost_and_back_in_chromium() {
+    let Some(dir) = browser_or_skip() else {
+        return;
+    };
+    // A file, so that the registry comes back with its data, on the same port.
+    let db = tempfile::tempdir().unwrap();
+    let config = Config {
+        database_url: format!("sqlite:{}", db.path().join("registry.db").display()),
+        ..Config::ephemeral()
+    };
+    let first = ecco_registry::serve(config.clone()).await.unwrap();
+    let config = Config {
+        listen: first.local_addr(),
+        ..config
+    };
+    let url = first.url();
+    let (alpha, later) = (Identity::generate(), Identity::generate());
+    client(&first, &alpha)
+        .register(&registration("alpha", &["llm/chat"]))
+        .await
+        .unwrap();
+    let _one_at_a_time = BROWSER.lock().await;
+    let scenario = json!({
+        "mode": "reconnect",
+        "first": {"peer": alpha.peer_id().to_base58()},
+        "while_away": {"peer": later.peer_id().to_base58()},
+    });
+    let mut running = Some(first);
+    drive(
+        &dir,
+        &url,
+        &scenario,
+        &artifacts(""),
+        async |step: &str| match step {
+            "stop" => {
+                if let Some(registry) = running.take() {
+                    registry.shutdown().await;
+                }
+            }
+            "start" => {
+                let registry = ecco_registry::serve(config.clone()).await.unwrap();
+                // Registered before the page is back: it must catch up on reconnecting.
+                client(&registry, &later)
+                    .register(&registration("while-away", &["llm/chat"]))
+                    .await
+                    .unwrap();
+                running = Some(registry);
+            }
+            other => panic!("unknown step {other}"),
+        },
+    )
+    .await;
+    assert!(artifacts("lost.png").is_file());
+    if let Some(registry) = running {
+        registry.shutdown().await;
+    }
+}

@@ -78,6 +78,8 @@ async function newPage(viewport) {
     if (m.type() === 'error') {
       // Without the token, each refused read is logged by Chromium itself.
       if (scenario.mode === 'token' && /status of 401/.test(m.text())) return;
+      // While the registry is down, each failed attempt is logged likewise.
+      if (scenario.mode === 'reconnect' && /net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE|INCOMPLETE_CHUNKED_ENCODING)/.test(m.text())) return;
       problems.push(`console error: ${m.text()}`);
     } else if (m.type() === 'warning') log('console warning:', m.text());
   });
@@ -136,6 +138,7 @@ async function breakdown(page) {
 
 async function main() {
   if (scenario.mode === 'token') return tokenFlow();
+  if (scenario.mode === 'reconnect') return reconnectFlow();
 
   const page = await newPage({ width: 1280, height: 900 });
   await page.goto(`${origin}/`);
@@ -280,6 +283,38 @@ async function main() {
   }
   expect(await markerSurvived(page), 'no reload at phone width');
   return { loads };
+}
+
+/** The registry goes away and comes back: the indicator says so, and the
+ * page catches up with what happened meanwhile, without a reload. */
+async function reconnectFlow() {
+  const page = await newPage({ width: 1280, height: 900 });
+  await page.goto(`${origin}/#/agents`);
+  await page.locator('#live[data-state="connected"]').waitFor();
+  await page.locator(`#agents-body tr[data-peer="${scenario.first.peer}"]`).waitFor();
+  await page.evaluate(() => {
+    window.__eccoMarker = 'set before the updates';
+    // Every state the indicator goes through, in order.
+    window.__eccoStates = [];
+    const live = document.getElementById('live');
+    new MutationObserver(() => window.__eccoStates.push(live.dataset.state)).observe(live, { attributes: true, attributeFilter: ['data-state'] });
+  });
+  await ask('stop');
+  await page.locator('#live[data-state="lost"]').waitFor();
+  const lost = await page.locator('#live').innerText();
+  expect(/lost/i.test(lost), `the indicator to say the stream is lost: ${lost}`);
+  await shoot(page, 'lost');
+  await ask('start');
+  await page.locator('#live[data-state="connected"]').waitFor({ timeout: 30_000 });
+  const back = await page.locator('#live').innerText();
+  expect(/Live again/.test(back), `the indicator to say the stream is back: ${back}`);
+  const states = await page.evaluate(() => window.__eccoStates);
+  expect(states.indexOf('reconnecting') >= 0 && states.indexOf('reconnecting') < states.indexOf('lost'), `reconnecting, then lost: ${states}`);
+  expect(states.at(-1) === 'connected', `connected at last: ${states}`);
+  await waitFor('the agent registered while the page was away', async () => (await rowHealth(page, scenario.while_away.peer)) === 'Online');
+  expect(await markerSurvived(page), 'no reload across the outage');
+  expect(loads === 1, `one page load, not ${loads}`);
+  return { loads, states };
 }
 
 /** A registry with a read token: the page asks for it, then works. */
