@@ -23,7 +23,8 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// A TOML file with any of: listen, database_url, redis_url, read_token,
-    /// admin_token, heartbeat_interval, stale_after, offline_after ("90s").
+    /// admin_token, heartbeat_interval, stale_after, offline_after ("90s"),
+    /// catalog_check ("1s"), retention ("90d").
     #[arg(long, env = "ECCO_REGISTRY_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7700].
@@ -55,6 +56,8 @@ struct File {
     heartbeat_interval: Option<String>,
     stale_after: Option<String>,
     offline_after: Option<String>,
+    catalog_check: Option<String>,
+    retention: Option<String>,
 }
 
 pub(crate) async fn run(command: Command, json_out: bool) -> anyhow::Result<()> {
@@ -108,6 +111,12 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         file.offline_after,
         &mut config.offline_after,
     )?;
+    span(
+        "catalog_check",
+        file.catalog_check,
+        &mut config.catalog_check,
+    )?;
+    span("retention", file.retention, &mut config.retention)?;
     anyhow::ensure!(
         config.stale_after < config.offline_after,
         "stale_after ({:?}) must be shorter than offline_after ({:?})",

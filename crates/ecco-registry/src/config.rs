@@ -40,6 +40,14 @@ pub struct Config {
     pub writes_per_minute: u32,
     /// Feedback reports allowed per rater per minute.
     pub feedback_per_minute: u32,
+    /// Longest the hot-read catalog is trusted without checking its
+    /// generation (changes made through this instance, or announced by
+    /// another over Redis, are seen at once; this bounds the rest).
+    pub catalog_check: Duration,
+    /// How long the analytics rows (registrations and per-minute activity)
+    /// are kept; older ones are deleted hourly. Feedback is kept: reputation
+    /// needs it.
+    pub retention: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +69,8 @@ impl Default for Config {
             max_per_page: 100,
             writes_per_minute: 600,
             feedback_per_minute: 120,
+            catalog_check: Duration::from_secs(1),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

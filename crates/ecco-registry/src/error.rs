@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::catalog::CatalogError;
 use crate::shared::SharedError;
 use crate::store::StoreError;
 use crate::wire::{ErrorBody, ErrorDetail};
@@ -96,6 +97,15 @@ impl From<StoreError> for ApiError {
             "storage_unavailable",
             "the registry's database failed; retry later",
         )
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Store(e) => e.into(),
+            CatalogError::Shared(e) => e.into(),
+        }
     }
 }
 

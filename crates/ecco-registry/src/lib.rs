@@ -21,6 +21,8 @@ pub mod wire;
 #[cfg(feature = "server")]
 mod api;
 #[cfg(feature = "server")]
+pub mod catalog;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 mod dashboard;

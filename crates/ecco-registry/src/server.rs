@@ -137,15 +137,29 @@ pub async fn serve(config: Config) -> Result<Running, ServeError> {
     })
 }
 
-/// Re-evaluates health periodically, announcing agents that went quiet, and
-/// follows reputation changes made by other instances.
+/// How often analytics rows older than [`Config::retention`] are deleted.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Re-evaluates health periodically, announcing agents that went quiet,
+/// follows reputation changes made by other instances, and prunes old
+/// analytics rows.
 async fn sweep(app: App) {
     let mut known: HashMap<String, Health> = HashMap::new();
     let mut events = app.shared().subscribe();
     let mut tick = tokio::time::interval(app.config().sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = prune.tick() => {
+                let retention = i64::try_from(app.config().retention.as_millis()).unwrap_or(i64::MAX);
+                match app.store().prune(now_ms().saturating_sub(retention)).await {
+                    Ok(rows) if rows > 0 => tracing::info!(rows, "pruned analytics rows past retention"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+            }
             _ = tick.tick() => {
                 if let Err(e) = sweep_once(&app, &mut known).await {
                     tracing::warn!(error = %e, "health sweep failed");
@@ -166,12 +180,12 @@ async fn sweep_once(
     known: &mut HashMap<String, Health>,
 ) -> Result<(), crate::error::ApiError> {
     let now = now_ms();
-    let agents = app.store().agents().await?;
+    let catalog = app.catalog().await?;
     let mut counts = HealthCounts::default();
     let mut changes = Vec::new();
-    let mut seen = HashMap::with_capacity(agents.len());
-    for agent in agents {
-        let health = app.health(agent.last_seen, now);
+    let mut seen = HashMap::with_capacity(catalog.agents().len());
+    for (i, agent) in catalog.agents().iter().enumerate() {
+        let health = app.health(catalog.last_seen(i), now);
         match health {
             Health::Online => counts.online += 1,
             Health::Stale => counts.stale += 1,
@@ -183,7 +197,7 @@ async fn sweep_once(
         {
             changes.push((agent.peer_id.clone(), health));
         }
-        seen.insert(agent.peer_id, health);
+        seen.insert(agent.peer_id.clone(), health);
     }
     *known = seen;
     app.metrics().set_health(&counts);

@@ -1,8 +1,10 @@
 //! State that several registry instances must share: single-use nonces, rate
-//! limit windows and the live event stream. With Redis it is shared; without,
-//! an in-process equivalent serves one instance.
+//! limit windows, the live event stream, and the generation and snapshots of
+//! the hot-read catalog (see [`crate::catalog`]). With Redis it is shared;
+//! without, an in-process equivalent serves one instance.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,9 @@ use crate::wire::Event;
 
 /// Redis channel carrying live events between instances.
 const EVENTS_CHANNEL: &str = "ecco-registry:events";
+/// Prefix of the catalog's Redis keys: a generation counter and snapshots by
+/// generation, under the registry's id (see [`Shared::scoped`]).
+const CATALOG_PREFIX: &str = "ecco-registry:catalog";
 /// Most entries the in-process nonce and rate tables hold before pruning.
 const LOCAL_TABLE_CAP: usize = 1 << 20;
 /// Live events buffered per subscriber; a slower one skips ahead.
@@ -36,6 +41,8 @@ pub enum SharedError {
 pub struct Shared {
     backend: Backend,
     events: broadcast::Sender<Event>,
+    // Names this registry in the catalog's Redis keys.
+    catalog_prefix: Arc<str>,
     // Ends the Redis relay task when the last clone goes.
     _relay: Option<Arc<AbortOnDrop>>,
 }
@@ -58,6 +65,7 @@ enum Backend {
 struct Local {
     nonces: Mutex<HashMap<String, Instant>>,
     windows: Mutex<HashMap<String, (Instant, u32)>>,
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -77,6 +85,7 @@ impl Shared {
         Self {
             backend: Backend::Local(Arc::default()),
             events: broadcast::channel(EVENT_BUFFER).0,
+            catalog_prefix: Arc::from(CATALOG_PREFIX),
             _relay: None,
         }
     }
@@ -96,8 +105,18 @@ impl Shared {
         Ok(Self {
             backend: Backend::Redis(manager),
             events,
+            catalog_prefix: Arc::from(CATALOG_PREFIX),
             _relay: Some(Arc::new(AbortOnDrop(relay.abort_handle()))),
         })
+    }
+
+    /// Scopes the catalog's shared keys to one registry (its database's
+    /// [`registry_id`](crate::store::Store::registry_id)): registries sharing a
+    /// Redis but not a database must not read each other's catalog.
+    #[must_use]
+    pub fn scoped(mut self, registry_id: &str) -> Self {
+        self.catalog_prefix = Arc::from(format!("{CATALOG_PREFIX}:{registry_id}"));
+        self
     }
 
     /// Whether this is Redis-backed.
@@ -182,6 +201,83 @@ impl Shared {
                     .query_async(&mut conn)
                     .await?;
                 Ok(count <= u64::from(limit))
+            }
+        }
+    }
+
+    /// Records that the catalog changed (after the change committed); the
+    /// new generation.
+    ///
+    /// # Errors
+    /// [`SharedError::Redis`] if Redis cannot count it.
+    pub async fn bump_generation(&self) -> Result<u64, SharedError> {
+        match &self.backend {
+            Backend::Local(local) => Ok(local.generation.fetch_add(1, Ordering::AcqRel) + 1),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                Ok(conn
+                    .incr(format!("{}:generation", self.catalog_prefix), 1)
+                    .await?)
+            }
+        }
+    }
+
+    /// The catalog's current generation.
+    ///
+    /// # Errors
+    /// [`SharedError::Redis`] if Redis cannot be read.
+    pub async fn generation(&self) -> Result<u64, SharedError> {
+        match &self.backend {
+            Backend::Local(local) => Ok(local.generation.load(Ordering::Acquire)),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let generation: Option<u64> = conn
+                    .get(format!("{}:generation", self.catalog_prefix))
+                    .await?;
+                Ok(generation.unwrap_or(0))
+            }
+        }
+    }
+
+    /// The catalog snapshot another instance stored for `generation`, if any
+    /// (always `None` in process: there is no other instance).
+    ///
+    /// # Errors
+    /// [`SharedError::Redis`] if Redis cannot be read.
+    pub async fn snapshot(&self, generation: u64) -> Result<Option<Vec<u8>>, SharedError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(None),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                Ok(conn
+                    .get(format!("{}:snapshot:{generation}", self.catalog_prefix))
+                    .await?)
+            }
+        }
+    }
+
+    /// Stores a catalog snapshot for the other instances, for `ttl`.
+    ///
+    /// # Errors
+    /// [`SharedError::Redis`] if Redis refuses it.
+    pub async fn store_snapshot(
+        &self,
+        generation: u64,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> Result<(), SharedError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                let _: () = conn
+                    .set_ex(
+                        format!("{}:snapshot:{generation}", self.catalog_prefix),
+                        bytes,
+                        ttl.as_secs().max(1),
+                    )
+                    .await?;
+                Ok(())
             }
         }
     }

@@ -2,16 +2,21 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, RwLock};
 
+use crate::catalog::{self, Cache, Catalog, CatalogError};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::reputation::{Book, Params};
 use crate::shared::Shared;
 use crate::store::{AgentRow, Store, StoreError};
 use crate::wire::{Event, EventKind, Health};
+
+/// Least time between two reputation recomputations, in multiples of the
+/// last one's duration.
+const RECOMPUTE_SPACING: u32 = 10;
 
 /// The registry's shared state: configuration, storage, shared state, metrics
 /// and the reputation snapshot. Cheap to clone.
@@ -25,10 +30,13 @@ struct Inner {
     shared: Shared,
     metrics: Metrics,
     book: RwLock<Arc<Book>>,
+    // Every registered agent in memory, for searches and analytics.
+    catalog: Arc<Cache>,
     // Feedback arrived since the snapshot was computed.
     dirty: AtomicBool,
-    // Held while recomputing, so that concurrent readers do not all recompute.
-    computed_at: Mutex<Option<Instant>>,
+    // Held while recomputing, so that concurrent readers do not all
+    // recompute: when the last computation ended, and how long it took.
+    computed_at: Mutex<Option<(Instant, Duration)>>,
     // Flips to true when the server shuts down, ending live event streams.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -39,7 +47,14 @@ impl App {
     /// # Errors
     /// [`StoreError`] if the feedback cannot be read.
     pub async fn new(config: Config, store: Store, shared: Shared) -> Result<Self, StoreError> {
+        let shared = shared.scoped(&store.registry_id().await?);
+        let catalog = Arc::new(Cache::new(config.catalog_check));
+        tokio::spawn(catalog::follow(
+            Arc::downgrade(&catalog),
+            shared.subscribe(),
+        ));
         let app = Self(Arc::new(Inner {
+            catalog,
             config,
             store,
             shared,
@@ -95,7 +110,9 @@ impl App {
 
     /// The reputation snapshot, recomputed from the stored feedback when
     /// feedback arrived and the last computation is older than
-    /// [`Config::reputation_refresh`].
+    /// [`Config::reputation_refresh`] (or ten times the last computation,
+    /// if longer). While one caller recomputes, the others get the previous
+    /// snapshot.
     ///
     /// # Errors
     /// [`StoreError`] if the feedback cannot be read.
@@ -103,9 +120,23 @@ impl App {
         if !self.0.dirty.load(Ordering::Acquire) {
             return Ok(self.0.book.read().await.clone());
         }
-        let mut computed_at = self.0.computed_at.lock().await;
-        let due = computed_at.is_none_or(|at| at.elapsed() >= self.0.config.reputation_refresh);
+        // One request recomputes; the others answer from the current
+        // snapshot instead of queueing behind it.
+        let Ok(mut computed_at) = self.0.computed_at.try_lock() else {
+            return Ok(self.0.book.read().await.clone());
+        };
+        // Recomputing reads all feedback: as it grows, space the runs out so
+        // that they take at most a tenth of the time.
+        let due = computed_at.is_none_or(|(at, took)| {
+            at.elapsed()
+                >= self
+                    .0
+                    .config
+                    .reputation_refresh
+                    .max(took * RECOMPUTE_SPACING)
+        });
         if due && self.0.dirty.swap(false, Ordering::AcqRel) {
+            let started = Instant::now();
             let reports = match self.0.store.reports().await {
                 Ok(reports) => reports,
                 Err(e) => {
@@ -115,10 +146,96 @@ impl App {
             };
             let book = Arc::new(Book::compute(&reports, now_ms(), Params::default()));
             *self.0.book.write().await = book;
-            *computed_at = Some(Instant::now());
+            *computed_at = Some((Instant::now(), started.elapsed()));
         }
         drop(computed_at);
         Ok(self.0.book.read().await.clone())
+    }
+
+    /// Every registered agent, from the hot-read cache; checked against the
+    /// shared generation when in doubt (see [`crate::catalog`]).
+    ///
+    /// # Errors
+    /// [`CatalogError`] if a needed check or reload fails.
+    pub async fn catalog(&self) -> Result<Arc<Catalog>, CatalogError> {
+        let cache = &self.0.catalog;
+        if let Some(catalog) = cache.fresh() {
+            return Ok(catalog);
+        }
+        let _guard = cache.lock().await;
+        // A check that finished while this one waited will do.
+        if let Some(catalog) = cache.fresh() {
+            return Ok(catalog);
+        }
+        let reload = cache.start_check();
+        let checked = self.check_catalog(reload).await;
+        if checked.is_err() {
+            cache.failed(reload);
+        }
+        checked
+    }
+
+    async fn check_catalog(&self, reload: bool) -> Result<Arc<Catalog>, CatalogError> {
+        let cache = &self.0.catalog;
+        // Read before loading, so that the snapshot is never labelled newer
+        // than what it holds.
+        let generation = self.0.shared.generation().await?;
+        let current = cache.current();
+        if !reload && current.generation() == generation {
+            cache.confirm();
+            return Ok(current);
+        }
+        let shared = if reload {
+            None
+        } else {
+            self.0.shared.snapshot(generation).await?
+        };
+        let rows = match shared.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+            Some(rows) => rows,
+            None => {
+                let rows = self.0.store.agents().await?;
+                if self.0.shared.is_redis() {
+                    self.share_snapshot(generation, &rows).await;
+                }
+                rows
+            }
+        };
+        let catalog = Arc::new(Catalog::new(generation, rows));
+        cache.replace(catalog.clone());
+        Ok(catalog)
+    }
+
+    async fn share_snapshot(&self, generation: u64, rows: &[AgentRow]) {
+        let stored = match serde_json::to_vec(rows) {
+            Ok(bytes) => {
+                self.0
+                    .shared
+                    .store_snapshot(generation, &bytes, catalog::SHARED_SNAPSHOT_TTL)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog snapshot not serialisable");
+                return;
+            }
+        };
+        // The others read the database instead: slower, not wrong.
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "catalog snapshot not shared");
+        }
+    }
+
+    /// Records a committed change to what searches return (registration,
+    /// update, deregistration, new addresses), for every instance.
+    pub async fn catalog_changed(&self) {
+        match self.0.shared.bump_generation().await {
+            Ok(_) => self.0.catalog.doubt(),
+            Err(e) => {
+                // This instance reloads from the database; the others see the
+                // change when its event reaches them, or at their next reload.
+                tracing::warn!(error = %e, "catalog generation not bumped");
+                self.0.catalog.lagged();
+            }
+        }
     }
 
     /// An agent's health at `now`.

@@ -22,6 +22,7 @@ pub const MAX_ADDRESS_LEN: usize = 256;
 /// and addresses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(ToSchema))]
+#[cfg_attr(feature = "server", schema(example = registration_example))]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     /// A display name (1 to 128 bytes).
@@ -32,6 +33,23 @@ pub struct Registration {
     /// Multiaddrs where the agent can be dialled (at most 16).
     #[serde(default)]
     pub addresses: Vec<String>,
+}
+
+/// A valid registration for the OpenAPI document, built from the real types
+/// so that it cannot drift from what the service accepts.
+#[cfg(feature = "server")]
+fn registration_example() -> serde_json::Value {
+    let capability = "llm/chat small@1.2.0 +summarize +french price=0.002 region=eu"
+        .parse::<Capability>()
+        .ok();
+    let registration = capability
+        .and_then(|c| CapabilityDocument::new(vec![c]).ok())
+        .map(|capabilities| Registration {
+            name: "summarizer".to_owned(),
+            capabilities,
+            addresses: vec!["/ip4/127.0.0.1/tcp/4001".to_owned()],
+        });
+    serde_json::to_value(registration).unwrap_or_default()
 }
 
 /// `POST /v1/agents/{peer_id}/heartbeat`.

@@ -19,7 +19,18 @@ fn path(who: &Identity) -> String {
 
 #[tokio::test]
 async fn an_agent_registers_updates_heartbeats_and_deregisters() {
-    let (_, router) = registry(Config::ephemeral()).await;
+    // Searches come from the cached catalog, trusted here for an hour: each
+    // write must refresh it itself.
+    let config = Config {
+        catalog_check: std::time::Duration::from_secs(3600),
+        ..Config::ephemeral()
+    };
+    let (_, router) = registry(config).await;
+    let searched = |router: &axum::Router| {
+        let router = router.clone();
+        async move { send(&router, get("/v1/agents")).await.1 }
+    };
+    assert_eq!(searched(&router).await["total"], 0);
     let a = Identity::generate();
     let body =
         serde_json::to_vec(&registration("alpha", &["llm/chat +summarize price=0.01"])).unwrap();
@@ -28,11 +39,13 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
     assert_eq!(detail["name"], "alpha");
     assert_eq!(detail["health"], "online");
     assert_eq!(detail["reputation"]["score"], 50.0);
+    assert_eq!(searched(&router).await["items"][0]["name"], "alpha");
 
     let body = serde_json::to_vec(&registration("alpha-2", &["llm/chat"])).unwrap();
     let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(detail["name"], "alpha-2");
+    assert_eq!(searched(&router).await["items"][0]["name"], "alpha-2");
 
     let beat = json!({"addresses": ["/ip4/10.0.0.1/tcp/9"]}).to_string();
     let (status, detail) = send(
@@ -47,6 +60,10 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
     .await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     assert_eq!(detail["addresses"], json!(["/ip4/10.0.0.1/tcp/9"]));
+    assert_eq!(
+        searched(&router).await["items"][0]["addresses"],
+        json!(["/ip4/10.0.0.1/tcp/9"])
+    );
     // An empty heartbeat body is fine.
     let (status, _) = send(
         &router,
@@ -57,6 +74,7 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
 
     let (status, _) = send(&router, signed(&a, "DELETE", &path(&a), b"")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(searched(&router).await["total"], 0);
     let (status, _) = send(&router, get(&path(&a))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = send(
@@ -613,4 +631,19 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+/// The fuzzer starts from the document's examples: the registration example
+/// must be one the service accepts.
+#[tokio::test]
+async fn the_openapi_registration_example_registers() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (_, document) = send(&router, get("/openapi.json")).await;
+    let example = &document["components"]["schemas"]["Registration"]["example"];
+    assert!(example.is_object(), "no example in {document}");
+    let a = Identity::generate();
+    let body = serde_json::to_vec(example).unwrap();
+    let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{detail}");
+    assert_eq!(detail["name"], example["name"]);
 }

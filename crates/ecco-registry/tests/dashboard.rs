@@ -9,7 +9,7 @@
 //! `ECCO_REQUIRE_BROWSER=1` (CI), which makes them fail. Screenshots land in
 //! `artifacts/dashboard/` at the workspace root.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
 
@@ -256,6 +256,7 @@ async fn seed(running: &Running) -> Seeded {
                 .heartbeat(&peer(&alpha), None, now - minutes_ago * 60_000)
                 .await
                 .unwrap()
+                .is_some()
         );
     }
     for who in [&alpha, &bravo, &charlie] {
@@ -283,7 +284,13 @@ async fn seed(running: &Running) -> Seeded {
             .upsert_agent(&peer(who), name, &doc, &addresses, registered)
             .await
             .unwrap();
-        assert!(store.heartbeat(&peer(who), None, last_seen).await.unwrap());
+        assert!(
+            store
+                .heartbeat(&peer(who), None, last_seen)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     // Feedback: alpha is rated well by two clients, charlie poorly by alpha.

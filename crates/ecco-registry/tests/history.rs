@@ -31,6 +31,7 @@ async fn activity_counts_the_minutes_an_agent_was_heard_from() {
                 .heartbeat(&peer, None, registered - back * 60_000)
                 .await
                 .unwrap()
+                .is_some()
         );
     }
 

@@ -109,3 +109,79 @@ async fn a_request_replayed_against_another_instance_is_refused() {
     assert_eq!(status, 401, "{error}");
     assert_eq!(error["error"]["code"], "replayed_nonce");
 }
+
+#[tokio::test]
+async fn catalog_generations_and_snapshots_are_shared_per_registry_only() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let id = unique("registry");
+    let (a, b) = (a.scoped(&id), b.scoped(&id));
+    let other = Shared::redis(&redis_url())
+        .await
+        .unwrap()
+        .scoped(&unique("another-registry"));
+    let before = b.generation().await.unwrap();
+    let bumped = a.bump_generation().await.unwrap();
+    assert_eq!(bumped, before + 1);
+    assert_eq!(b.generation().await.unwrap(), bumped, "b sees a's change");
+    assert_eq!(
+        other.generation().await.unwrap(),
+        0,
+        "another registry does not"
+    );
+
+    a.store_snapshot(bumped, b"[1,2,3]", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.snapshot(bumped).await.unwrap().as_deref(),
+        Some(&b"[1,2,3]"[..])
+    );
+    assert_eq!(b.snapshot(bumped + 1).await.unwrap(), None);
+    assert_eq!(other.snapshot(bumped).await.unwrap(), None);
+}
+
+/// Two instances on one database and one Redis: a registration through the
+/// first shows in the second's searches at once, though the second trusts
+/// its cached catalog for an hour without an event.
+#[tokio::test]
+async fn a_registration_on_one_instance_reaches_the_others_cached_searches() {
+    let url = redis_url();
+    if let Err(e) = Shared::redis(&url).await {
+        return skip("redis", &url, &e);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        database_url: format!("sqlite:{}", dir.path().join("shared.db").display()),
+        redis_url: Some(url),
+        catalog_check: Duration::from_secs(3600),
+        ..Config::ephemeral()
+    };
+    let (_, first) = registry(config.clone()).await;
+    let (_, second) = registry(config).await;
+    let (status, page) = send(&second, get("/v1/agents?q=llm/chat")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page["total"], 0,
+        "the second instance cached an empty catalog"
+    );
+
+    let agent = Identity::generate();
+    register(&first, &agent, "alpha", &["llm/chat +summarize"]).await;
+    let seen = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (_, page) = send(&second, get("/v1/agents?q=llm/chat")).await;
+            if page["total"] == 1 {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the registration reached the second instance's cache");
+    assert_eq!(seen["items"][0]["peer_id"], agent.peer_id().to_base58());
+
+    let (_, overview) = send(&second, get("/v1/analytics/overview")).await;
+    assert_eq!(overview["agents"]["online"], 1);
+}

@@ -45,14 +45,23 @@ async fn suite(store: &Store) {
     assert_eq!(a.document, doc);
     assert_eq!(a.addresses, addrs);
 
-    assert!(store.heartbeat("peer-a", None, 3_000).await.unwrap());
+    let beat = store.heartbeat("peer-a", None, 3_000).await.unwrap();
+    let beat = beat.expect("a is registered");
+    assert_eq!((beat.last_seen, beat.heartbeats), (3_000, 1));
+    assert_eq!(beat.addresses, addrs, "no addresses keeps the stored ones");
+    let beat = store
+        .heartbeat("peer-a", Some(&["/ip4/10.0.0.1/tcp/2".to_owned()]), 4_000)
+        .await
+        .unwrap()
+        .expect("a is registered");
+    assert_eq!(beat.addresses, ["/ip4/10.0.0.1/tcp/2"]);
     assert!(
         store
-            .heartbeat("peer-a", Some(&["/ip4/10.0.0.1/tcp/2".to_owned()]), 4_000)
+            .heartbeat("nobody", None, 4_000)
             .await
             .unwrap()
+            .is_none()
     );
-    assert!(!store.heartbeat("nobody", None, 4_000).await.unwrap());
     let a = store.agent("peer-a").await.unwrap().unwrap();
     assert_eq!((a.last_seen, a.heartbeats), (4_000, 2));
     assert_eq!(a.addresses, ["/ip4/10.0.0.1/tcp/2"]);
@@ -120,6 +129,16 @@ async fn suite(store: &Store) {
         active.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
         [(0, 2)]
     );
+    // Heartbeats in a minute already recorded skip the activity insert; the
+    // first of a new minute must not.
+    for at in [61_000, 62_000, 125_000] {
+        assert!(store.heartbeat("peer-a", None, at).await.unwrap().is_some());
+    }
+    let active = store.active_series(0, 60_000).await.unwrap();
+    assert_eq!(
+        active.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
+        [(0, 2), (60_000, 1), (120_000, 1)]
+    );
 
     assert!(store.deregister("peer-b", 7_000).await.unwrap());
     assert!(!store.deregister("peer-b", 7_000).await.unwrap());
@@ -137,18 +156,54 @@ async fn suite(store: &Store) {
         8_000
     );
 
+    // Retention: analytics rows before the cut go, the rest and the
+    // feedback stay.
+    assert!(store.prune(60_000).await.unwrap() > 0);
+    assert!(
+        store
+            .series(Metric::Registrations, 0, 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let active = store.active_series(0, 60_000).await.unwrap();
+    assert_eq!(
+        active.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
+        [(60_000, 1), (120_000, 1)]
+    );
+    assert_eq!(store.reports().await.unwrap().len(), 2);
+    assert_eq!(store.prune(60_000).await.unwrap(), 0);
+
     // An agent's own activity: minutes heard from, per bucket.
-    assert!(store.heartbeat("peer-a", None, 180_000).await.unwrap());
-    assert!(store.heartbeat("peer-a", None, 200_000).await.unwrap());
-    assert!(store.heartbeat("peer-a", None, 400_000).await.unwrap());
+    assert!(
+        store
+            .heartbeat("peer-a", None, 180_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .heartbeat("peer-a", None, 200_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .heartbeat("peer-a", None, 400_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let five_minutes = store.activity_of("peer-a", 0, 5).await.unwrap();
     assert_eq!(
         five_minutes
             .iter()
             .map(|p| (p.t_ms, p.value))
             .collect::<Vec<_>>(),
-        [(0, 2), (300_000, 1)],
-        "minutes 0 and 3, then minute 6"
+        [(0, 3), (300_000, 1)],
+        "minutes 1, 2 and 3 (minute 0 was pruned), then minute 6"
     );
     let recent = store.activity_of("peer-a", 4, 1).await.unwrap();
     assert_eq!(
@@ -210,4 +265,28 @@ async fn postgres_passes_the_storage_suite() {
 async fn an_unsupported_url_is_a_clear_error() {
     let e = Store::connect("mysql://x").await.unwrap_err();
     assert!(e.to_string().contains("sqlite:PATH or postgres://"), "{e}");
+}
+
+/// Registrations read, then write: on SQLite they must take the write lock
+/// up front, or the losers of a race fail with `SQLITE_BUSY` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_on_sqlite_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("race.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let document = registration("x", &["llm/chat"]).capabilities;
+    let writes = (0..64).map(|i| {
+        let store = store.clone();
+        let document = document.clone();
+        tokio::spawn(async move {
+            let peer = format!("peer-{}", i % 16);
+            store
+                .upsert_agent(&peer, "x", &document, &[], i64::from(i))
+                .await
+        })
+    });
+    for write in futures::future::join_all(writes).await {
+        write.unwrap().expect("every registration succeeds");
+    }
+    assert_eq!(store.agents().await.unwrap().len(), 16);
 }

@@ -10,7 +10,7 @@ use super::auth;
 use super::{Params, parse_body};
 use crate::error::ApiError;
 use crate::state::{App, now_ms};
-use crate::store::Upsert;
+use crate::store::{AgentRow, Upsert};
 use crate::wire::{
     AgentDetail, ErrorBody, EventKind, FeedbackEntry, Health, Heartbeat, MAX_ADDRESS_LEN,
     MAX_ADDRESSES, MAX_NAME_LEN, Page, Registration,
@@ -50,6 +50,7 @@ pub(super) async fn register(
             now,
         )
         .await?;
+    app.catalog_changed().await;
     app.metrics().registrations.inc();
     let (status, kind) = match outcome {
         Upsert::Created => (StatusCode::CREATED, EventKind::Registered),
@@ -86,19 +87,25 @@ pub(super) async fn heartbeat(
         check_addresses(addresses)?;
     }
     let peer_id = target.to_base58();
-    let before = app
+    let now = now_ms();
+    // Health before this heartbeat, from the cache: its `last_seen` follows
+    // every instance's heartbeats through the live events.
+    let catalog = app.catalog().await?;
+    let before = catalog
+        .position(&peer_id)
+        .map(|i| app.health(catalog.last_seen(i), now));
+    drop(catalog);
+    let Some(agent) = app
         .store()
-        .agent(&peer_id)
+        .heartbeat(&peer_id, beat.addresses.as_deref(), now)
         .await?
-        .map(|a| app.health(a.last_seen, now_ms()));
-    if !app
-        .store()
-        .heartbeat(&peer_id, beat.addresses.as_deref(), now_ms())
-        .await?
-    {
+    else {
         return Err(ApiError::not_found(
             "this agent is not registered; register it first",
         ));
+    };
+    if beat.addresses.is_some() {
+        app.catalog_changed().await;
     }
     app.metrics().heartbeats.inc();
     app.announce(EventKind::Heartbeat, &peer_id, Some(Health::Online), None)
@@ -107,7 +114,7 @@ pub(super) async fn heartbeat(
         app.announce(EventKind::Health, &peer_id, Some(Health::Online), None)
             .await;
     }
-    Ok(Json(detail_of(&app, &peer_id).await?))
+    Ok(Json(detail_from(&app, agent, now).await?))
 }
 
 /// Deregister an agent. Signed by the agent. Its feedback history stays.
@@ -154,6 +161,7 @@ async fn remove(app: &App, peer_id: &str) -> Result<StatusCode, ApiError> {
     if !app.store().deregister(peer_id, now_ms()).await? {
         return Err(ApiError::not_found("this agent is not registered"));
     }
+    app.catalog_changed().await;
     app.announce(EventKind::Deregistered, peer_id, None, None)
         .await;
     Ok(StatusCode::NO_CONTENT)
@@ -226,12 +234,16 @@ pub(super) async fn detail_of(app: &App, peer_id: &str) -> Result<AgentDetail, A
         .agent(peer_id)
         .await?
         .ok_or_else(|| ApiError::not_found("this agent is not registered"))?;
+    detail_from(app, agent, now_ms()).await
+}
+
+/// The detail of a stored agent at `now`.
+async fn detail_from(app: &App, agent: AgentRow, now: i64) -> Result<AgentDetail, ApiError> {
     let book = app.book().await?;
-    let now = now_ms();
     Ok(AgentDetail {
         health: app.health(agent.last_seen, now),
         uptime: app.uptime(&agent, now),
-        reputation: book.get(peer_id),
+        reputation: book.get(&agent.peer_id),
         peer_id: agent.peer_id,
         name: agent.name,
         capabilities: agent.document,

@@ -29,11 +29,11 @@ pub(super) async fn overview(
     headers: HeaderMap,
 ) -> Result<Json<Overview>, ApiError> {
     auth::reader(&app, &headers)?;
-    let agents = app.store().agents().await?;
+    let catalog = app.catalog().await?;
     let now = now_ms();
     let mut counts = HealthCounts::default();
-    for agent in &agents {
-        match app.health(agent.last_seen, now) {
+    for i in 0..catalog.agents().len() {
+        match app.health(catalog.last_seen(i), now) {
             Health::Online => counts.online += 1,
             Health::Stale => counts.stale += 1,
             Health::Offline => counts.offline += 1,
@@ -41,7 +41,7 @@ pub(super) async fn overview(
     }
     Ok(Json(Overview {
         agents: counts,
-        registered: agents.len() as u64,
+        registered: catalog.agents().len() as u64,
     }))
 }
 
@@ -166,7 +166,7 @@ pub(super) async fn top_capabilities(
     auth::reader(&app, &headers)?;
     let limit = top_limit(params.limit)?;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for agent in app.store().agents().await? {
+    for agent in app.catalog().await?.agents() {
         let mut kinds: Vec<String> = agent
             .document
             .capabilities()
@@ -204,16 +204,16 @@ pub(super) async fn top_agents(
     let limit = top_limit(params.limit)?;
     let book = app.book().await?;
     let now = now_ms();
-    let mut top: Vec<TopAgent> = app
-        .store()
+    let catalog = app.catalog().await?;
+    let mut top: Vec<TopAgent> = catalog
         .agents()
-        .await?
-        .into_iter()
-        .map(|agent| TopAgent {
+        .iter()
+        .enumerate()
+        .map(|(i, agent)| TopAgent {
             reputation: book.score(&agent.peer_id),
-            health: app.health(agent.last_seen, now),
-            peer_id: agent.peer_id,
-            name: agent.name,
+            health: app.health(catalog.last_seen(i), now),
+            peer_id: agent.peer_id.clone(),
+            name: agent.name.clone(),
         })
         .collect();
     top.sort_by(|a, b| {

@@ -74,7 +74,10 @@ pub(super) async fn submit(
         )));
     }
     let agent = agent.to_base58();
-    if app.store().agent(&agent).await?.is_none() {
+    // The cache knows nearly every agent; one registered a moment ago on
+    // another instance may be only in the database.
+    let known = app.catalog().await?.position(&agent).is_some();
+    if !known && app.store().agent(&agent).await?.is_none() {
         return Err(ApiError::not_found("the rated agent is not registered"));
     }
     let entry = FeedbackEntry {

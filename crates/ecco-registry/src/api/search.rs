@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use ecco_core::{AgentId, Matcher, Offer, Query};
+use ecco_core::{Capability, Matcher, Query};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -61,69 +61,79 @@ pub(super) async fn search(
                 .map_err(|e| ApiError::bad_request("bad_query", format!("q: {e}")))?,
         ),
     };
-    let agents = app.store().agents().await?;
+    let catalog = app.catalog().await?;
     let book = app.book().await?;
     let now = now_ms();
-    let mut offers = Vec::new();
-    for agent in &agents {
-        let Ok(id) = AgentId::new(agent.peer_id.clone()) else {
-            continue;
-        };
-        offers.extend(
-            agent
-                .document
-                .capabilities()
-                .iter()
-                .map(|c| Offer::new(id.clone(), c.clone())),
-        );
-    }
-    // The best-matching capability of each agent.
-    let mut best: HashMap<&str, (f64, &Offer)> = HashMap::new();
+    // The best-matching capability of each agent, by position in the catalog.
+    let mut best: HashMap<usize, (f64, &Capability)> = HashMap::new();
     match &query {
         Some(query) => {
-            for m in Matcher::default().rank(query, &offers) {
-                best.entry(m.offer.agent.as_str())
-                    .or_insert((m.score, m.offer));
+            for m in Matcher::default().rank_in(catalog.index(), query) {
+                if let Some(i) = catalog.position(m.offer.agent.as_str()) {
+                    best.entry(i).or_insert((m.score, &m.offer.capability));
+                }
             }
         }
         None => {
-            for offer in &offers {
-                best.entry(offer.agent.as_str()).or_insert((1.0, offer));
+            for (i, agent) in catalog.agents().iter().enumerate() {
+                if let Some(first) = agent.document.capabilities().first() {
+                    best.insert(i, (1.0, first));
+                }
             }
         }
     }
-    let mut hits: Vec<SearchHit> = agents
-        .iter()
-        .filter_map(|agent| {
-            let (score, offer) = best.get(agent.peer_id.as_str())?;
-            let health = app.health(agent.last_seen, now);
+    let agents = catalog.agents();
+    // Rank every candidate, then build hits for the requested page only.
+    struct Candidate<'a> {
+        i: usize,
+        score: f64,
+        capability: &'a Capability,
+        health: Health,
+        reputation: f64,
+        rank: f64,
+    }
+    let mut candidates: Vec<Candidate<'_>> = best
+        .into_iter()
+        .filter_map(|(i, (score, capability))| {
+            let health = app.health(catalog.last_seen(i), now);
             if params.health.is_some_and(|wanted| wanted != health) {
                 return None;
             }
-            let reputation = book.score(&agent.peer_id);
-            Some(SearchHit {
-                peer_id: agent.peer_id.clone(),
-                name: agent.name.clone(),
-                addresses: agent.addresses.clone(),
+            let reputation = book.score(&agents[i].peer_id);
+            Some(Candidate {
+                i,
+                score,
+                capability,
                 health,
                 reputation,
-                match_score: *score,
                 rank: MATCH_WEIGHT * score + (1.0 - MATCH_WEIGHT) * reputation / 100.0,
-                capability: offer.capability.clone(),
             })
         })
         .collect();
-    hits.sort_by(|a, b| {
+    candidates.sort_by(|a, b| {
         b.rank
             .total_cmp(&a.rank)
-            .then_with(|| a.peer_id.cmp(&b.peer_id))
+            .then_with(|| agents[a.i].peer_id.cmp(&agents[b.i].peer_id))
     });
-    let total = hits.len() as u64;
+    let total = candidates.len() as u64;
     let start = usize::try_from(u64::from(page - 1) * u64::from(per_page)).unwrap_or(usize::MAX);
-    let items = hits
+    let items = candidates
         .into_iter()
         .skip(start)
         .take(per_page as usize)
+        .map(|c| {
+            let agent = &agents[c.i];
+            SearchHit {
+                peer_id: agent.peer_id.clone(),
+                name: agent.name.clone(),
+                addresses: agent.addresses.clone(),
+                health: c.health,
+                reputation: c.reputation,
+                match_score: c.score,
+                rank: c.rank,
+                capability: c.capability.clone(),
+            }
+        })
         .collect();
     Ok(Json(Page {
         items,

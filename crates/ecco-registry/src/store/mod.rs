@@ -7,6 +7,9 @@
 
 mod migrations;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use ecco_core::CapabilityDocument;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -46,7 +49,7 @@ pub enum StoreError {
 }
 
 /// A registered agent, as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentRow {
     /// Peer id (base58).
     pub peer_id: String,
@@ -86,22 +89,18 @@ pub enum Metric {
     Ratings,
 }
 
-impl Metric {
-    fn kind(self) -> &'static str {
-        match self {
-            Self::Registrations => "registration",
-            Self::Requests => "request",
-            Self::Ratings => "rating",
-        }
-    }
-}
-
 /// The registry's database.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    // The last minute of activity recorded per agent through this handle, so
+    // that most heartbeats are one statement instead of a transaction.
+    recorded: Arc<Mutex<HashMap<String, i64>>>,
 }
+
+/// Most agents whose recorded minute is remembered before forgetting all.
+const RECORDED_CAP: usize = 100_000;
 
 const AGENT_COLUMNS: &str =
     "peer_id, name, document, addresses, registered_at, updated_at, last_seen, heartbeats";
@@ -156,7 +155,11 @@ impl Store {
             .await?;
         let migrator = sqlx::migrate::Migrator::new(migrations::Embedded(backend)).await?;
         migrator.run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            recorded: Arc::default(),
+        })
     }
 
     /// Which database this is.
@@ -172,6 +175,39 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and
+    /// writes second fails with `SQLITE_BUSY` when another writer commits in
+    /// between, and no busy timeout can save it.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        Ok(self.pool.begin_with(begin).await?)
+    }
+
+    /// This registry's id, made at random on first use and kept in the
+    /// database, so that every instance on this database shares it.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn registry_id(&self) -> Result<String, StoreError> {
+        let mut raw = [0u8; 16];
+        rand::fill(&mut raw);
+        let fresh: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('registry_id', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let (id,): (String,) = sqlx::query_as("SELECT value FROM meta WHERE key = 'registry_id'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
     }
 
     /// Closes every connection.
@@ -193,7 +229,7 @@ impl Store {
     ) -> Result<Upsert, StoreError> {
         let document = String::from_utf8_lossy(&document.to_json_vec()).into_owned();
         let addresses = serde_json::to_string(addresses).unwrap_or_else(|_| "[]".to_owned());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing: Option<(Option<i64>,)> =
             sqlx::query_as("SELECT deregistered_at FROM agents WHERE peer_id = $1")
                 .bind(peer_id)
@@ -231,44 +267,62 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                insert_event(&mut tx, Metric::Registrations, peer_id, now).await?;
+                insert_registration(&mut tx, peer_id, now).await?;
                 Upsert::Created
             }
         };
         insert_activity(&mut tx, peer_id, now).await?;
         tx.commit().await?;
+        self.record_minute(peer_id, now);
         Ok(outcome)
     }
 
-    /// Records a heartbeat; `false` if the agent is not registered.
+    /// Records a heartbeat; the agent as now stored, or `None` if it is not
+    /// registered.
     ///
     /// # Errors
-    /// [`StoreError::Database`].
+    /// [`StoreError`].
     pub async fn heartbeat(
         &self,
         peer_id: &str,
         addresses: Option<&[String]>,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Option<AgentRow>, StoreError> {
         // NULL keeps the stored addresses.
         let addresses =
             addresses.map(|a| serde_json::to_string(a).unwrap_or_else(|_| "[]".to_owned()));
-        let updated = sqlx::query(
+        let sql = format!(
             "UPDATE agents SET last_seen = $2, heartbeats = heartbeats + 1, \
-             addresses = COALESCE($3, addresses) WHERE peer_id = $1 AND deregistered_at IS NULL",
-        )
-        .bind(peer_id)
-        .bind(now)
-        .bind(addresses)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
+             addresses = COALESCE($3, addresses) WHERE peer_id = $1 AND deregistered_at IS NULL \
+             RETURNING {AGENT_COLUMNS}"
+        );
+        let update = sqlx::query(&sql).bind(peer_id).bind(now).bind(addresses);
+        if self.minute_recorded(peer_id, now) {
+            let row = update.fetch_optional(&self.pool).await?;
+            return row.map(|row| agent_row(&row)).transpose();
         }
+        let mut tx = self.begin_write().await?;
+        let Some(row) = update.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let agent = agent_row(&row)?;
         insert_activity(&mut tx, peer_id, now).await?;
         tx.commit().await?;
-        Ok(true)
+        self.record_minute(peer_id, now);
+        Ok(Some(agent))
+    }
+
+    fn minute_recorded(&self, peer_id: &str, now: i64) -> bool {
+        let recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        recorded.get(peer_id) == Some(&now.div_euclid(60_000))
+    }
+
+    fn record_minute(&self, peer_id: &str, now: i64) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        if recorded.len() >= RECORDED_CAP && !recorded.contains_key(peer_id) {
+            recorded.clear();
+        }
+        recorded.insert(peer_id.to_owned(), now.div_euclid(60_000));
     }
 
     /// Deregisters an agent; `false` if it was not registered.
@@ -319,7 +373,8 @@ impl Store {
     /// # Errors
     /// [`StoreError::Database`].
     pub async fn insert_feedback(&self, f: &FeedbackEntry) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement, so no transaction: the request and rating series
+        // are counted from this table itself.
         let inserted = sqlx::query(
             "INSERT INTO feedback (rater, agent, interaction, capability, success, latency_ms, rating, at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (rater, interaction) DO NOTHING",
@@ -332,17 +387,9 @@ impl Store {
         .bind(i64::from(f.latency_ms))
         .bind(f.rating.map(i64::from))
         .bind(f.at_ms)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_event(&mut tx, Metric::Requests, &f.agent, f.at_ms).await?;
-        if f.rating.is_some() {
-            insert_event(&mut tx, Metric::Ratings, &f.agent, f.at_ms).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(inserted.rows_affected() > 0)
     }
 
     /// Every feedback report, for the reputation formula.
@@ -411,6 +458,23 @@ impl Store {
         Ok((entries, u64::try_from(total).unwrap_or(0)))
     }
 
+    /// Deletes the analytics rows (registration events, per-minute activity)
+    /// older than `before` (Unix ms); how many went.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        let events = sqlx::query("DELETE FROM events WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        let activity = sqlx::query("DELETE FROM activity WHERE minute < $1")
+            .bind(before.div_euclid(60_000))
+            .execute(&self.pool)
+            .await?;
+        Ok(events.rows_affected() + activity.rows_affected())
+    }
+
     /// Counts of `metric` per bucket of `bucket_ms` since `since` (only the
     /// non-empty buckets).
     ///
@@ -422,14 +486,24 @@ impl Store {
         since: i64,
         bucket_ms: i64,
     ) -> Result<Vec<Point>, StoreError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT (at / $2) * $2, COUNT(*) FROM events WHERE kind = $1 AND at >= $3 GROUP BY 1 ORDER BY 1",
-        )
-        .bind(metric.kind())
-        .bind(bucket_ms)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match metric {
+            Metric::Registrations => {
+                "SELECT (at / $1) * $1, COUNT(*) FROM events \
+                 WHERE kind = 'registration' AND at >= $2 GROUP BY 1 ORDER BY 1"
+            }
+            Metric::Requests => {
+                "SELECT (at / $1) * $1, COUNT(*) FROM feedback WHERE at >= $2 GROUP BY 1 ORDER BY 1"
+            }
+            Metric::Ratings => {
+                "SELECT (at / $1) * $1, COUNT(*) FROM feedback \
+                 WHERE rating IS NOT NULL AND at >= $2 GROUP BY 1 ORDER BY 1"
+            }
+        };
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql)
+            .bind(bucket_ms)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(points(rows))
     }
 
@@ -463,14 +537,12 @@ fn points(rows: Vec<(i64, i64)>) -> Vec<Point> {
         .collect()
 }
 
-async fn insert_event(
+async fn insert_registration(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    metric: Metric,
     agent: &str,
     at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO events (kind, agent, at) VALUES ($1, $2, $3)")
-        .bind(metric.kind())
+    sqlx::query("INSERT INTO events (kind, agent, at) VALUES ('registration', $1, $2)")
         .bind(agent)
         .bind(at)
         .execute(&mut **tx)
