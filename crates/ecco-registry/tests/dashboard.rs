@@ -293,6 +293,9 @@ async fn seed(running: &Running) -> Seeded {
         );
     }
 
+    // Writes straight to the store bypass the hot-read catalog: say so.
+    running.app().catalog_changed().await;
+
     // Feedback: alpha is rated well by two clients, charlie poorly by alpha.
     let (bravo_client, charlie_client) = (client(running, &bravo), client(running, &charlie));
     rate(&alpha, &bravo_client, true, Some(5)).await;
