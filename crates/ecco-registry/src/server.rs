@@ -41,7 +41,7 @@ pub enum ServeError {
 pub async fn open(config: Config) -> Result<App, ServeError> {
     let store = Store::connect(&config.database_url).await?;
     let shared = match &config.redis_url {
-        Some(url) => Shared::redis(url).await?,
+        Some(url) => Shared::redis(url, &store.registry_id().await?).await?,
         None => Shared::local(),
     };
     Ok(App::new(config, store, shared).await?)

@@ -15,11 +15,9 @@ use tokio::sync::broadcast;
 
 use crate::wire::Event;
 
-/// Redis channel carrying live events between instances.
-const EVENTS_CHANNEL: &str = "ecco-registry:events";
-/// Prefix of the catalog's Redis keys: a generation counter and snapshots by
-/// generation, under the registry's id (see [`Shared::scoped`]).
-const CATALOG_PREFIX: &str = "ecco-registry:catalog";
+/// Prefix of the registry-scoped Redis names: the live events channel and
+/// the catalog's keys, under the registry's id.
+const SCOPE_PREFIX: &str = "ecco-registry";
 /// Most entries the in-process nonce and rate tables hold before pruning.
 const LOCAL_TABLE_CAP: usize = 1 << 20;
 /// Live events buffered per subscriber; a slower one skips ahead.
@@ -41,8 +39,9 @@ pub enum SharedError {
 pub struct Shared {
     backend: Backend,
     events: broadcast::Sender<Event>,
-    // Names this registry in the catalog's Redis keys.
-    catalog_prefix: Arc<str>,
+    // `ecco-registry:<registry id>`: names this registry in the Redis keys
+    // and channel that only its own instances may share.
+    scope: Arc<str>,
     // Ends the Redis relay task when the last clone goes.
     _relay: Option<Arc<AbortOnDrop>>,
 }
@@ -85,38 +84,38 @@ impl Shared {
         Self {
             backend: Backend::Local(Arc::default()),
             events: broadcast::channel(EVENT_BUFFER).0,
-            catalog_prefix: Arc::from(CATALOG_PREFIX),
+            scope: Arc::from(SCOPE_PREFIX),
             _relay: None,
         }
     }
 
-    /// State in Redis at `url`; events published by any instance reach the
-    /// subscribers of every instance.
+    /// State in Redis at `url` for the registry `registry_id` (its database's
+    /// [`registry_id`](crate::store::Store::registry_id)); events published by
+    /// any of its instances reach the subscribers of every one of them.
+    /// Registries sharing a Redis but not a database never see each other's
+    /// events or cached catalog; nonces and rate limits are per agent, for all.
     ///
     /// # Errors
     /// [`SharedError::Redis`] if Redis cannot be reached.
-    pub async fn redis(url: &str) -> Result<Self, SharedError> {
+    pub async fn redis(url: &str, registry_id: &str) -> Result<Self, SharedError> {
+        let scope: Arc<str> = Arc::from(format!("{SCOPE_PREFIX}:{registry_id}"));
         let client = redis::Client::open(url)?;
         let manager = ConnectionManager::new(client.clone()).await?;
         let events = broadcast::channel(EVENT_BUFFER).0;
         // Fail now, not on the first request, if the subscription cannot start.
         let pubsub = client.get_async_pubsub().await?;
-        let relay = tokio::spawn(relay_events(client, pubsub, events.clone()));
+        let relay = tokio::spawn(relay_events(
+            client,
+            pubsub,
+            format!("{scope}:events"),
+            events.clone(),
+        ));
         Ok(Self {
             backend: Backend::Redis(manager),
             events,
-            catalog_prefix: Arc::from(CATALOG_PREFIX),
+            scope,
             _relay: Some(Arc::new(AbortOnDrop(relay.abort_handle()))),
         })
-    }
-
-    /// Scopes the catalog's shared keys to one registry (its database's
-    /// [`registry_id`](crate::store::Store::registry_id)): registries sharing a
-    /// Redis but not a database must not read each other's catalog.
-    #[must_use]
-    pub fn scoped(mut self, registry_id: &str) -> Self {
-        self.catalog_prefix = Arc::from(format!("{CATALOG_PREFIX}:{registry_id}"));
-        self
     }
 
     /// Whether this is Redis-backed.
@@ -216,7 +215,7 @@ impl Shared {
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
                 Ok(conn
-                    .incr(format!("{}:generation", self.catalog_prefix), 1)
+                    .incr(format!("{}:catalog:generation", self.scope), 1)
                     .await?)
             }
         }
@@ -232,7 +231,7 @@ impl Shared {
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
                 let generation: Option<u64> = conn
-                    .get(format!("{}:generation", self.catalog_prefix))
+                    .get(format!("{}:catalog:generation", self.scope))
                     .await?;
                 Ok(generation.unwrap_or(0))
             }
@@ -250,7 +249,7 @@ impl Shared {
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
                 Ok(conn
-                    .get(format!("{}:snapshot:{generation}", self.catalog_prefix))
+                    .get(format!("{}:catalog:snapshot:{generation}", self.scope))
                     .await?)
             }
         }
@@ -272,7 +271,7 @@ impl Shared {
                 let mut conn = conn.clone();
                 let _: () = conn
                     .set_ex(
-                        format!("{}:snapshot:{generation}", self.catalog_prefix),
+                        format!("{}:catalog:snapshot:{generation}", self.scope),
                         bytes,
                         ttl.as_secs().max(1),
                     )
@@ -296,7 +295,7 @@ impl Shared {
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
                 let json = serde_json::to_string(event).unwrap_or_default();
-                let _: u64 = conn.publish(EVENTS_CHANNEL, json).await?;
+                let _: u64 = conn.publish(format!("{}:events", self.scope), json).await?;
                 Ok(())
             }
         }
@@ -320,11 +319,12 @@ impl Shared {
 async fn relay_events(
     client: redis::Client,
     mut pubsub: redis::aio::PubSub,
+    channel: String,
     events: broadcast::Sender<Event>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match pubsub.subscribe(EVENTS_CHANNEL).await {
+        match pubsub.subscribe(&channel).await {
             Ok(()) => {
                 backoff = Duration::from_millis(100);
                 let mut messages = pubsub.on_message();

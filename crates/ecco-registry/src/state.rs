@@ -42,12 +42,13 @@ struct Inner {
 }
 
 impl App {
-    /// Assembles the state and computes the first reputation snapshot.
+    /// Assembles the state and computes the first reputation snapshot. A
+    /// Redis-backed `shared` must be scoped by `store`'s
+    /// [`registry_id`](Store::registry_id), as [`crate::open`] does.
     ///
     /// # Errors
     /// [`StoreError`] if the feedback cannot be read.
     pub async fn new(config: Config, store: Store, shared: Shared) -> Result<Self, StoreError> {
-        let shared = shared.scoped(&store.registry_id().await?);
         let catalog = Arc::new(Cache::new(config.catalog_check));
         tokio::spawn(catalog::follow(
             Arc::downgrade(&catalog),

@@ -13,10 +13,15 @@ use ecco_registry::Config;
 use ecco_registry::shared::Shared;
 use ecco_registry::wire::{Event, EventKind};
 
+/// Two instances of one registry (a fresh id, so that runs never meet).
 async fn two_instances() -> Option<(Shared, Shared)> {
     let url = redis_url();
-    match Shared::redis(&url).await {
-        Ok(first) => Some((first, Shared::redis(&url).await.expect("second connection"))),
+    let id = unique("registry");
+    match Shared::redis(&url, &id).await {
+        Ok(first) => Some((
+            first,
+            Shared::redis(&url, &id).await.expect("second connection"),
+        )),
         Err(e) => {
             skip("redis", &url, &e);
             None
@@ -58,6 +63,32 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_another() {
     let Some((a, b)) = two_instances().await else {
         return;
     };
+    let other = Shared::redis(&redis_url(), &unique("another-registry"))
+        .await
+        .unwrap();
+    let mut on_other = other.subscribe();
+    // Make sure the other registry's subscription is live, so that hearing
+    // nothing below means something.
+    let own = Event {
+        kind: EventKind::Heartbeat,
+        agent: unique("other-agent"),
+        at_ms: 1,
+        health: None,
+        reputation: None,
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            other.publish(&own).await.unwrap();
+            if let Ok(Ok(got)) =
+                tokio::time::timeout(Duration::from_millis(100), on_other.recv()).await
+                && got == own
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the other registry hears its own events");
     let mut on_b = b.subscribe();
     let agent = unique("agent");
     let event = Event {
@@ -81,12 +112,18 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_another() {
     .await
     .expect("event relayed through redis");
     assert_eq!(received, event);
+    // Another registry on the same Redis hears nothing of it (its own
+    // events may still be arriving).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Ok(got) = on_other.try_recv() {
+        assert_ne!(got.agent, agent, "an event crossed registries");
+    }
 }
 
 #[tokio::test]
 async fn a_request_replayed_against_another_instance_is_refused() {
     let url = redis_url();
-    if let Err(e) = Shared::redis(&url).await {
+    if let Err(e) = Shared::redis(&url, "probe").await {
         return skip("redis", &url, &e);
     }
     let config = Config {
@@ -115,12 +152,9 @@ async fn catalog_generations_and_snapshots_are_shared_per_registry_only() {
     let Some((a, b)) = two_instances().await else {
         return;
     };
-    let id = unique("registry");
-    let (a, b) = (a.scoped(&id), b.scoped(&id));
-    let other = Shared::redis(&redis_url())
+    let other = Shared::redis(&redis_url(), &unique("another-registry"))
         .await
-        .unwrap()
-        .scoped(&unique("another-registry"));
+        .unwrap();
     let before = b.generation().await.unwrap();
     let bumped = a.bump_generation().await.unwrap();
     assert_eq!(bumped, before + 1);
@@ -148,7 +182,7 @@ async fn catalog_generations_and_snapshots_are_shared_per_registry_only() {
 #[tokio::test]
 async fn a_registration_on_one_instance_reaches_the_others_cached_searches() {
     let url = redis_url();
-    if let Err(e) = Shared::redis(&url).await {
+    if let Err(e) = Shared::redis(&url, "probe").await {
         return skip("redis", &url, &e);
     }
     let dir = tempfile::tempdir().unwrap();
