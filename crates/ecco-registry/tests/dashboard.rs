@@ -303,8 +303,18 @@ async fn seed(running: &Running) -> Seeded {
     rate(&alpha, &charlie_client, true, Some(5)).await;
     rate(&charlie, &client(running, &alpha), false, Some(1)).await;
 
+    // While one request recomputes reputation the others get the previous
+    // snapshot: wait for the one with the feedback in it.
     let reader = client(running, &bravo);
-    let detail = reader.agent(&alpha.peer_id()).await.unwrap();
+    let mut detail = reader.agent(&alpha.peer_id()).await.unwrap();
+    for _ in 0..50 {
+        if detail.reputation.breakdown.feedback == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        detail = reader.agent(&alpha.peer_id()).await.unwrap();
+    }
+    assert_eq!(detail.reputation.breakdown.feedback, 3);
     assert!(detail.reputation.score > 50.0);
     let agent = |who: &Identity, name: &str, health: &str| json!({"peer": peer(who), "name": name, "health": health});
     let scenario = json!({
@@ -484,7 +494,7 @@ async fn the_dashboard_shows_a_seeded_registry_live_in_chromium_on_postgres_and_
         Err(e) => return skip("postgres", &admin_url, &e),
     };
     let redis = redis_url();
-    if let Err(e) = ecco_registry::shared::Shared::redis(&redis).await {
+    if let Err(e) = ecco_registry::shared::Shared::redis(&redis, "dashboard-probe").await {
         return skip("redis", &redis, &e);
     }
     // A database of its own, so that runs never see each other's rows.
