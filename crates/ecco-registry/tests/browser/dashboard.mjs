@@ -57,7 +57,14 @@ const browser = await chromium.launch({
     '--disable-breakpad',
     '--metrics-recording-only',
     '--no-pings',
-    '--disable-features=MediaRouter,OptimizationHints,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater,DialMediaRouteProvider',
+    '--disable-features=MediaRouter,OptimizationHints,Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater,DialMediaRouteProvider,NetworkTimeServiceQuerying',
+    '--disable-extensions',
+    // Debian's launcher sets Google API keys, which wake sign-in and update
+    // services: point them at the dead port too.
+    '--gaia-url=http://127.0.0.1:9',
+    '--google-apis-url=http://127.0.0.1:9',
+    '--lso-url=http://127.0.0.1:9',
+    '--component-updater=url-source=http://127.0.0.1:9/',
     // Loopback is never proxied; everything else would go to port 9, where
     // nothing listens, and no host name resolves except 127.0.0.1.
     '--proxy-server=http://127.0.0.1:9',
