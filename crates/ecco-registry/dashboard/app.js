@@ -446,8 +446,9 @@ function agentsView(route) {
     const current = next();
     await guarded(errors, async () => {
       const page = Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1);
+      const perPage = Math.min(100, Math.max(1, Number.parseInt(params.get('per_page') ?? '', 10) || PER_PAGE));
       const q = buildQuery(params.get('type') ?? '', params.get('feature') ?? '', params.get('more') ?? '');
-      const result = await get('/v1/agents', { q, health: params.get('health') ?? '', page, per_page: PER_PAGE });
+      const result = await get('/v1/agents', { q, health: params.get('health') ?? '', page, per_page: perPage });
       if (!current()) return;
       for (const a of result.items) names.set(a.peer_id, a.name);
       const pages = Math.max(1, Math.ceil(result.total / result.per_page));

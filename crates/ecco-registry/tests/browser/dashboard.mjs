@@ -223,6 +223,20 @@ async function main() {
   });
   await page.getByRole('link', { name: 'Clear' }).click();
   await waitFor('the unfiltered table', async () => (await page.locator('#agents-body tr[data-peer]').count()) === scenario.agents.length);
+  // Paging, a few agents at a time.
+  await page.evaluate(() => {
+    window.location.hash = '#/agents?per_page=2';
+  });
+  const pages = Math.ceil(scenario.agents.length / 2);
+  await waitFor('page 1 of the agents', async () => (await page.locator('#agents-summary').innerText()).endsWith(`Page 1 of ${pages}.`));
+  const first = await page.locator('#agents-body tr[data-peer]').evaluateAll((rows) => rows.map((r) => r.dataset.peer));
+  expect(first.length === 2, `two agents on a page: ${first}`);
+  await page.getByRole('navigation', { name: 'Pages of agents' }).getByRole('link', { name: 'Next' }).click();
+  await waitFor('page 2 of the agents', async () => (await page.locator('#agents-summary').innerText()).endsWith(`Page 2 of ${pages}.`));
+  const second = await page.locator('#agents-body tr[data-peer]').evaluateAll((rows) => rows.map((r) => r.dataset.peer));
+  expect(second.length === 2 && second.every((p) => !first.includes(p)), `other agents on page 2: ${first} then ${second}`);
+  await page.getByRole('link', { name: 'Clear' }).click();
+  await waitFor('every agent on one page again', async () => (await page.locator('#agents-body tr[data-peer]').count()) === scenario.agents.length);
   await shoot(page, 'agents');
 
   // Live: a heartbeat turns the stale agent online, without a reload.
