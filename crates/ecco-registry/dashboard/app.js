@@ -42,6 +42,17 @@ function append(node, children) {
   }
 }
 
+/**
+ * Replaces `node`'s children, unless they would be the same: a refresh that
+ * changes nothing leaves the DOM, and the keyboard focus in it, alone.
+ */
+function put(node, ...children) {
+  const fresh = document.createElement(node.tagName);
+  append(fresh, children);
+  if (fresh.innerHTML === node.innerHTML) return;
+  node.replaceChildren(...fresh.childNodes);
+}
+
 function section(id, title, ...children) {
   return h('section', { class: 'panel', 'aria-labelledby': id }, h('h2', { id }, title), ...children);
 }
@@ -100,6 +111,13 @@ function ago(ms) {
 
 function when(ms) {
   return h('time', { datetime: new Date(ms).toISOString(), title: new Date(ms).toLocaleString() }, ago(ms));
+}
+
+/** A fixed time (not "5 s ago"), so that refreshes do not rewrite it. */
+function stamp(ms) {
+  const date = new Date(ms);
+  const today = date.toDateString() === new Date().toDateString();
+  return h('time', { datetime: date.toISOString() }, today ? date.toLocaleTimeString() : date.toLocaleString());
 }
 
 function capabilityText(c) {
@@ -303,7 +321,7 @@ function overviewView(route) {
         }),
       );
       const most = caps.reduce((m, c) => Math.max(m, c.agents), 1);
-      capsBody.replaceChildren(
+      put(capsBody,
         ...(caps.length === 0
           ? [h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No agents registered.'))]
           : caps.map((c) =>
@@ -317,7 +335,7 @@ function overviewView(route) {
             )),
       );
       for (const a of top) names.set(a.peer_id, a.name);
-      topBody.replaceChildren(
+      put(topBody,
         ...(top.length === 0
           ? [h('tr', {}, h('td', { colspan: 3, class: 'muted' }, 'No agents registered.'))]
           : top.map((a) =>
@@ -457,7 +475,7 @@ function agentsView(route) {
         (q ? ` matching ${q}` : '') +
         (params.get('health') ? `, ${params.get('health')}` : '') +
         `. Page ${result.page} of ${pages}.`;
-      body.replaceChildren(
+      put(body,
         ...(result.items.length === 0
           ? [h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No agent matches.'))]
           : result.items.map((a) =>
@@ -473,7 +491,7 @@ function agentsView(route) {
               ),
             )),
       );
-      pager.replaceChildren(pageLink(result.page - 1, 'Previous', result.page > 1), pageLink(result.page + 1, 'Next', result.page < pages));
+      put(pager, pageLink(result.page - 1, 'Previous', result.page > 1), pageLink(result.page + 1, 'Next', result.page < pages));
       if (!typesLoaded) {
         const caps = await get('/v1/analytics/top-capabilities', { limit: 100 });
         datalist.replaceChildren(...caps.map((c) => h('option', { value: c.capability })));
@@ -598,7 +616,7 @@ function agentView(route) {
       renderReputation(detail.reputation);
       renderHistory(activity);
       renderCapabilities(detail.capabilities.capabilities);
-      addresses.replaceChildren(
+      put(addresses,
         ...(detail.addresses.length === 0 ? [h('li', { class: 'muted' }, 'None given.')] : detail.addresses.map((a) => h('li', {}, h('code', {}, a)))),
       );
       renderFeedback(feedback);
@@ -663,7 +681,7 @@ function agentView(route) {
   }
 
   function renderCapabilities(capabilities) {
-    capsBody.replaceChildren(
+    put(capsBody,
       ...capabilities.map((c) =>
         h(
           'tr',
@@ -689,12 +707,12 @@ function agentView(route) {
     const pages = Math.max(1, Math.ceil(page.total / page.per_page));
     feedbackSummary.textContent =
       page.total === 0 ? 'No feedback yet.' : `${formatCount(page.total)} ${page.total === 1 ? 'report' : 'reports'}. Page ${page.page} of ${pages}.`;
-    feedbackBody.replaceChildren(
+    put(feedbackBody,
       ...page.items.map((f) =>
         h(
           'tr',
           {},
-          h('th', { scope: 'row', 'data-label': 'When' }, when(f.at_ms)),
+          h('th', { scope: 'row', 'data-label': 'When' }, stamp(f.at_ms)),
           cell('Rater', agentLink(f.rater)),
           cell('Capability', f.capability),
           cell('Outcome', h('span', { class: f.success ? 'ok' : 'fail' }, f.success ? 'Success' : 'Failure')),
@@ -708,7 +726,7 @@ function agentView(route) {
         ),
       ),
     );
-    feedbackPager.replaceChildren(feedbackLink(page.page - 1, 'Newer', page.page > 1), feedbackLink(page.page + 1, 'Older', page.page < pages));
+    put(feedbackPager, feedbackLink(page.page - 1, 'Newer', page.page > 1), feedbackLink(page.page + 1, 'Older', page.page < pages));
   }
 
   return {

@@ -252,6 +252,15 @@ async function main() {
   expect(latecomer === scenario.latecomer.name, `the new agent named ${scenario.latecomer.name}, not ${latecomer}`);
   expect(await markerSurvived(page), 'no reload after the registration');
 
+  // A refresh that changes nothing keeps the keyboard focus where it was.
+  await page.locator(`#agents-body tr[data-peer="${scenario.rated.peer}"] th a`).focus();
+  const refreshed = page.waitForResponse((r) => r.url().includes('/v1/agents?'));
+  await ask('quiet-heartbeat');
+  await refreshed;
+  await new Promise((r) => setTimeout(r, 200));
+  const focused = await page.evaluate(() => document.activeElement?.closest('tr')?.dataset.peer ?? document.activeElement?.tagName);
+  expect(focused === scenario.rated.peer, `the focus kept on ${scenario.rated.name}'s link across a refresh, not on ${focused}`);
+
   // The agent page: reputation and its breakdown, feedback, history.
   await page.locator(`#agents-body tr[data-peer="${scenario.rated.peer}"] th a`).click();
   await page.locator('#reputation-breakdown').waitFor();
