@@ -304,16 +304,19 @@ async fn seed(running: &Running) -> Seeded {
     rate(&charlie, &client(running, &alpha), false, Some(1)).await;
 
     // While one request recomputes reputation the others get the previous
-    // snapshot: wait for the one with the feedback in it.
+    // snapshot: wait for the one with all four reports in it (charlie's
+    // report counts too: it sets charlie's weight as alpha's rater).
+    // Snapshots only move forward: charlie's report seen, alpha's score after
+    // it is final.
     let reader = client(running, &bravo);
-    let mut detail = reader.agent(&alpha.peer_id()).await.unwrap();
     for _ in 0..50 {
-        if detail.reputation.breakdown.feedback == 3 {
+        let rated = reader.agent(&charlie.peer_id()).await.unwrap();
+        if rated.reputation.breakdown.feedback == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        detail = reader.agent(&alpha.peer_id()).await.unwrap();
     }
+    let detail = reader.agent(&alpha.peer_id()).await.unwrap();
     assert_eq!(detail.reputation.breakdown.feedback, 3);
     assert!(detail.reputation.score > 50.0);
     let agent = |who: &Identity, name: &str, health: &str| json!({"peer": peer(who), "name": name, "health": health});
