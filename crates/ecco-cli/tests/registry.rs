@@ -121,11 +121,25 @@ async fn postgres_keeps_every_acknowledged_write_across_a_kill() {
     let admin = std::env::var("ECCO_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let name = format!("ecco_cli_test_{}", std::process::id());
-    let created = Command::new("psql")
-        .args([&admin, "-q"])
-        .args(["-c", &format!("DROP DATABASE IF EXISTS {name}")])
-        .args(["-c", &format!("CREATE DATABASE {name}")])
-        .output();
+    // Retried: PostgreSQL refuses to copy its template while another test
+    // creates a database from it.
+    let mut created = Err(std::io::Error::other("not tried"));
+    for _ in 0..10 {
+        created = Command::new("psql")
+            .args([&admin, "-q"])
+            .args(["-c", &format!("DROP DATABASE IF EXISTS {name}")])
+            .args(["-c", &format!("CREATE DATABASE {name}")])
+            .output();
+        match &created {
+            Ok(out)
+                if !out.status.success()
+                    && String::from_utf8_lossy(&out.stderr).contains("being accessed") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            _ => break,
+        }
+    }
     match created {
         Ok(out) if out.status.success() => {}
         other => {

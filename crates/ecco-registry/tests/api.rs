@@ -647,3 +647,23 @@ async fn the_openapi_registration_example_registers() {
     assert_eq!(status, StatusCode::CREATED, "{detail}");
     assert_eq!(detail["name"], example["name"]);
 }
+
+/// The document's peer id pattern must admit every real agent id, or the
+/// fuzzer (and client generators) would never produce one.
+#[tokio::test]
+async fn the_documented_peer_id_pattern_admits_real_ids() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (_, document) = send(&router, get("/openapi.json")).await;
+    let parameters = document["paths"]["/v1/agents/{peer_id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let schema = &parameters.iter().find(|p| p["name"] == "peer_id").unwrap()["schema"];
+    assert_eq!(schema["pattern"], "^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$");
+    const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    for _ in 0..200 {
+        let id = Identity::generate().peer_id().to_base58();
+        let rest = id.strip_prefix("12D3KooW").expect("Ed25519 prefix");
+        assert_eq!(rest.len(), 44, "{id}");
+        assert!(rest.chars().all(|c| BASE58.contains(c)), "{id}");
+    }
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{postgres_url, registration, skip};
+use common::{create_database, postgres_url, registration, skip};
 use ecco_registry::store::{Backend, Metric, Store, Upsert};
 use ecco_registry::wire::FeedbackEntry;
 
@@ -230,8 +230,15 @@ async fn sqlite_passes_the_storage_suite_and_keeps_data_across_reopen() {
 #[tokio::test]
 async fn postgres_passes_the_storage_suite() {
     let admin_url = postgres_url();
-    let admin = match Store::connect(&admin_url).await {
-        Ok(store) => store,
+    // A bare connection: the admin database must not get the registry's
+    // tables (a later change to a migration would then break this test).
+    let admin = match sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&admin_url)
+        .await
+    {
+        Ok(pool) => pool,
         Err(e) => return skip("postgres", &admin_url, &e),
     };
     admin.close().await;
@@ -242,10 +249,7 @@ async fn postgres_passes_the_storage_suite() {
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    create_database(&pool, &name).await;
     let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
     let url = format!("{base}/{name}");
     let store = Store::connect(&url).await.unwrap();

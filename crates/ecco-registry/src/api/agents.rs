@@ -20,7 +20,7 @@ use crate::wire::{
 /// Signed by the agent itself.
 #[utoipa::path(
     put, path = "/v1/agents/{peer_id}", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id"), super::SignatureHeaders),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$"), super::SignatureHeaders),
     request_body = Registration,
     responses(
         (status = 201, description = "Registered", body = AgentDetail),
@@ -64,7 +64,7 @@ pub(super) async fn register(
 /// Record a heartbeat (optionally with new addresses). Signed by the agent.
 #[utoipa::path(
     post, path = "/v1/agents/{peer_id}/heartbeat", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id"), super::SignatureHeaders),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$"), super::SignatureHeaders),
     request_body(content = Heartbeat, description = "May be empty"),
     responses(
         (status = 200, description = "Recorded", body = AgentDetail),
@@ -120,7 +120,7 @@ pub(super) async fn heartbeat(
 /// Deregister an agent. Signed by the agent. Its feedback history stays.
 #[utoipa::path(
     delete, path = "/v1/agents/{peer_id}", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id"), super::SignatureHeaders),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$"), super::SignatureHeaders),
     responses(
         (status = 204, description = "Deregistered"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -139,7 +139,7 @@ pub(super) async fn deregister(
 /// Remove an agent (operator token).
 #[utoipa::path(
     delete, path = "/v1/admin/agents/{peer_id}", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id")),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$")),
     security(("operator_token" = [])),
     responses(
         (status = 204, description = "Removed"),
@@ -170,7 +170,7 @@ async fn remove(app: &App, peer_id: &str) -> Result<StatusCode, ApiError> {
 /// An agent's capabilities, addresses, health, uptime and reputation.
 #[utoipa::path(
     get, path = "/v1/agents/{peer_id}", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id")),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$")),
     responses(
         (status = 200, body = AgentDetail),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -199,7 +199,7 @@ pub(super) struct Paging {
 /// Recent feedback about an agent, newest first.
 #[utoipa::path(
     get, path = "/v1/agents/{peer_id}/feedback", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id"), Paging),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$"), Paging),
     responses(
         (status = 200, body = Page<FeedbackEntry>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

@@ -66,6 +66,7 @@ pub(super) struct SeriesParams {
     /// The metric.
     metric: SeriesMetric,
     /// Bucket width in seconds (60 to 86400; default 3600).
+    #[param(minimum = 60, maximum = 86400)]
     bucket_secs: Option<u32>,
     /// How far back, in seconds (default one day; at most 2000 buckets).
     window_secs: Option<u32>,

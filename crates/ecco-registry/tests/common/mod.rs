@@ -143,3 +143,24 @@ pub fn skip(service: &str, url: &str, error: &dyn std::fmt::Display) {
         service.to_uppercase()
     );
 }
+
+/// `CREATE DATABASE name`, retried: PostgreSQL refuses to copy its template
+/// while another session creates a database from it ("being accessed by
+/// other users"), which tests running side by side do.
+pub async fn create_database(admin: &sqlx::PgPool, name: &str) {
+    let mut attempt = 0;
+    loop {
+        match sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if attempt < 10 => {
+                eprintln!("CREATE DATABASE {name} failed ({e}); retrying");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("CREATE DATABASE {name}: {e}"),
+        }
+    }
+}
