@@ -510,10 +510,7 @@ async fn the_dashboard_shows_a_seeded_registry_live_in_chromium_on_postgres_and_
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    create_database(&pool, &name).await;
     let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
     let config = Config {
         database_url: format!("{base}/{name}"),

@@ -195,6 +195,23 @@ async fn the_openapi_document_describes_activity_and_not_the_dashboard() {
             "no {code} documented"
         );
     }
+    let hours = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hours")
+        .expect("hours documented");
+    assert_eq!(
+        (&hours["schema"]["minimum"], &hours["schema"]["maximum"]),
+        (&serde_json::json!(1), &serde_json::json!(168))
+    );
+    let peer = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "peer_id")
+        .expect("peer_id documented");
+    assert!(peer["schema"]["pattern"].is_string(), "{peer}");
     assert!(doc["components"]["schemas"]["Activity"].is_object());
     assert!(doc["components"]["schemas"]["Presence"].is_object());
     let paths = doc["paths"].as_object().unwrap();

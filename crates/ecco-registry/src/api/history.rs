@@ -24,6 +24,7 @@ const BUCKETS: i64 = 60;
 pub(super) struct ActivityParams {
     /// Hours of history, 1 to 168; default 24. The history has 60 buckets of
     /// `hours` minutes each.
+    #[param(minimum = 1, maximum = 168)]
     hours: Option<u32>,
 }
 
@@ -32,7 +33,7 @@ pub(super) struct ActivityParams {
 /// bucket.
 #[utoipa::path(
     get, path = "/v1/agents/{peer_id}/activity", tag = "agents",
-    params(("peer_id" = String, Path, description = "The agent's peer id"), ActivityParams),
+    params(("peer_id" = String, Path, description = "The agent's peer id (base58; Ed25519 ids start with 12D3KooW)", pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$"), ActivityParams),
     responses(
         (status = 200, body = Activity),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
