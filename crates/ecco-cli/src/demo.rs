@@ -363,6 +363,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "runs": runs,
             "negotiation": negotiation,
             "registry": url,
+            "dashboard": url.as_ref().map(|u| format!("{u}/")),
             "reputation": reputation,
         }))?;
     } else {
@@ -378,7 +379,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
     if args.keep_running {
         if let Some(url) = &url {
             say(&format!(
-                "\nThe registry stays up at {url} (API under /v1). Ctrl-C to stop."
+                "\nThe registry stays up at {url} (API under /v1).\nDashboard: {url}/  (open it in a browser: live agents, reputation, analytics). Ctrl-C to stop."
             ));
         } else {
             say("\nThe agents stay up. Ctrl-C to stop.");

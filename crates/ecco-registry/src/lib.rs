@@ -9,8 +9,9 @@
 //! - [`signing`]: how writes are signed with an agent's Ed25519 key;
 //! - [`receipt`]: what agents sign for the clients they serve;
 //! - with the `server` feature (on by default): [`router`], [`serve`], the
-//!   [`store`] (SQLite or PostgreSQL), [`shared`] state (in-process or Redis)
-//!   and the [`reputation`] formula.
+//!   [`store`] (SQLite or PostgreSQL), [`shared`] state (in-process or Redis),
+//!   the [`reputation`] formula and the dashboard, a live web page served at
+//!   `/` from files embedded in the binary.
 
 pub mod client;
 pub mod receipt;
@@ -23,6 +24,8 @@ mod api;
 pub mod catalog;
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+mod dashboard;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]

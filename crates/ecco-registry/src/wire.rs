@@ -361,3 +361,30 @@ pub struct Status {
     /// Whether shared state lives in Redis.
     pub redis: bool,
 }
+
+/// `GET /v1/agents/{peer_id}/activity`: when an agent was heard from
+/// (registrations and heartbeats), minute by minute, over the last hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(ToSchema))]
+pub struct Activity {
+    /// The agent's peer id.
+    pub peer_id: String,
+    /// How many hours back the history goes.
+    pub hours: u32,
+    /// Bucket width in seconds (`hours` minutes: always 60 buckets).
+    pub bucket_secs: u32,
+    /// Buckets from the oldest, empty ones included.
+    pub buckets: Vec<Presence>,
+}
+
+/// How present an agent was over one bucket of its activity history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(ToSchema))]
+pub struct Presence {
+    /// Start of the bucket, Unix milliseconds.
+    pub t_ms: i64,
+    /// Minutes of the bucket in which the agent was heard from.
+    pub minutes: u32,
+    /// `minutes` over the bucket's minutes elapsed so far, `[0, 1]`.
+    pub share: f64,
+}

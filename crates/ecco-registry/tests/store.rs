@@ -173,6 +173,44 @@ async fn suite(store: &Store) {
     );
     assert_eq!(store.reports().await.unwrap().len(), 2);
     assert_eq!(store.prune(60_000).await.unwrap(), 0);
+
+    // An agent's own activity: minutes heard from, per bucket.
+    assert!(
+        store
+            .heartbeat("peer-a", None, 180_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .heartbeat("peer-a", None, 200_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .heartbeat("peer-a", None, 400_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let five_minutes = store.activity_of("peer-a", 0, 5).await.unwrap();
+    assert_eq!(
+        five_minutes
+            .iter()
+            .map(|p| (p.t_ms, p.value))
+            .collect::<Vec<_>>(),
+        [(0, 3), (300_000, 1)],
+        "minutes 1, 2 and 3 (minute 0 was pruned), then minute 6"
+    );
+    let recent = store.activity_of("peer-a", 4, 1).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|p| (p.t_ms, p.value)).collect::<Vec<_>>(),
+        [(360_000, 1)]
+    );
+    assert!(store.activity_of("nobody", 0, 5).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod analytics;
 mod auth;
 mod events;
 mod feedback;
+mod history;
 mod ops;
 mod params;
 mod search;
@@ -29,7 +30,7 @@ pub(crate) use params::Params;
     info(title = "Ecco registry", description = "Global reputation, agent monitoring and analytics for Ecco agents. Writes are signed with the agent's Ed25519 key (see docs/REGISTRY.md)."),
     paths(
         agents::register, agents::heartbeat, agents::deregister, agents::detail, agents::feedback_about,
-        agents::admin_remove, search::search, feedback::submit,
+        agents::admin_remove, history::activity, search::search, feedback::submit,
         analytics::overview, analytics::series, analytics::top_capabilities, analytics::top_agents,
         events::stream, ops::health, ops::metrics, ops::openapi,
     ),
@@ -38,8 +39,8 @@ pub(crate) use params::Params;
 )]
 pub struct ApiDoc;
 
-/// The registry's router: the `/v1` API, `/health`, `/metrics` and
-/// `/openapi.json`.
+/// The registry's router: the `/v1` API, `/health`, `/metrics`,
+/// `/openapi.json` and the dashboard at `/`.
 pub fn router(app: App) -> Router {
     let max_body = app.config().max_body_bytes;
     Router::new()
@@ -52,6 +53,7 @@ pub fn router(app: App) -> Router {
         )
         .route("/v1/agents/{peer_id}/heartbeat", post(agents::heartbeat))
         .route("/v1/agents/{peer_id}/feedback", get(agents::feedback_about))
+        .route("/v1/agents/{peer_id}/activity", get(history::activity))
         .route("/v1/feedback", post(feedback::submit))
         .route("/v1/analytics/overview", get(analytics::overview))
         .route("/v1/analytics/series", get(analytics::series))
@@ -65,6 +67,7 @@ pub fn router(app: App) -> Router {
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))

@@ -585,3 +585,29 @@ fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> {
         peer_id,
     })
 }
+
+impl Store {
+    /// Minutes in which `agent` was heard from, counted per bucket of
+    /// `bucket_minutes` since the minute `since_minute` (only the non-empty
+    /// buckets; `t_ms` is the bucket's start).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn activity_of(
+        &self,
+        agent: &str,
+        since_minute: i64,
+        bucket_minutes: i64,
+    ) -> Result<Vec<Point>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT (minute / $2) * $2 * 60000, COUNT(*) FROM activity \
+             WHERE agent = $1 AND minute >= $3 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(agent)
+        .bind(bucket_minutes.max(1))
+        .bind(since_minute)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(points(rows))
+    }
+}
