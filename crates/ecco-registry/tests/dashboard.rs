@@ -495,34 +495,20 @@ async fn the_dashboard_shows_a_seeded_registry_live_in_chromium_on_postgres_and_
         // The SQLite run prints the skip line (or fails under ECCO_REQUIRE_BROWSER).
         return;
     }
-    let admin_url = postgres_url();
-    let pool = match sqlx::PgPool::connect(&admin_url).await {
-        Ok(pool) => pool,
-        Err(e) => return skip("postgres", &admin_url, &e),
-    };
     let redis = redis_url();
     if let Err(e) = ecco_registry::shared::Shared::redis(&redis, "dashboard-probe").await {
         return skip("redis", &redis, &e);
     }
-    // A database of its own, so that runs never see each other's rows.
-    let name = format!("ecco_dashboard_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    create_database(&pool, &name).await;
-    let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
+    let Some(database) = TempDatabase::create("dashboard").await else {
+        return;
+    };
     let config = Config {
-        database_url: format!("{base}/{name}"),
+        database_url: database.url.clone(),
         redis_url: Some(redis),
         ..Config::ephemeral()
     };
     let running = ecco_registry::serve(config).await.unwrap();
     full_run(running, artifacts("postgres")).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

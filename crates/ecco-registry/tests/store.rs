@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{create_database, postgres_url, registration, skip};
+use common::{TempDatabase, registration};
 use ecco_registry::store::{Backend, Metric, Store, Upsert};
 use ecco_registry::wire::FeedbackEntry;
 
@@ -229,29 +229,10 @@ async fn sqlite_passes_the_storage_suite_and_keeps_data_across_reopen() {
 
 #[tokio::test]
 async fn postgres_passes_the_storage_suite() {
-    let admin_url = postgres_url();
-    // A bare connection: the admin database must not get the registry's
-    // tables (a later change to a migration would then break this test).
-    let admin = match sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(3))
-        .connect(&admin_url)
-        .await
-    {
-        Ok(pool) => pool,
-        Err(e) => return skip("postgres", &admin_url, &e),
+    let Some(database) = TempDatabase::create("store").await else {
+        return;
     };
-    admin.close().await;
-    // A database of its own, so that runs never see each other's rows.
-    let name = format!("ecco_test_{}", std::process::id());
-    let pool = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    create_database(&pool, &name).await;
-    let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
-    let url = format!("{base}/{name}");
+    let url = database.url.clone();
     let store = Store::connect(&url).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     suite(&store).await;
@@ -259,10 +240,6 @@ async fn postgres_passes_the_storage_suite() {
     let store = Store::connect(&url).await.unwrap();
     assert_eq!(store.agents().await.unwrap().len(), 2);
     store.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

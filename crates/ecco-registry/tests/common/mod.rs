@@ -144,23 +144,81 @@ pub fn skip(service: &str, url: &str, error: &dyn std::fmt::Display) {
     );
 }
 
-/// `CREATE DATABASE name`, retried: PostgreSQL refuses to copy its template
-/// while another session creates a database from it ("being accessed by
-/// other users"), which tests running side by side do.
-pub async fn create_database(admin: &sqlx::PgPool, name: &str) {
-    let mut attempt = 0;
-    loop {
-        match sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(admin)
+/// A PostgreSQL database of the test's own, so that runs never see each
+/// other's rows; dropped when the guard goes, even when the test panics.
+pub struct TempDatabase {
+    /// Where the test connects.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TempDatabase {
+    /// Creates `ecco_<label>_<pid>` next to the admin database (skipping, or
+    /// failing when services are required, if PostgreSQL is unreachable).
+    /// The admin database itself is never migrated.
+    pub async fn create(label: &str) -> Option<Self> {
+        let admin_url = postgres_url();
+        let admin = match sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .connect(&admin_url)
             .await
         {
-            Ok(_) => return,
-            Err(e) if attempt < 10 => {
-                eprintln!("CREATE DATABASE {name} failed ({e}); retrying");
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok(pool) => pool,
+            Err(e) => {
+                skip("postgres", &admin_url, &e);
+                return None;
             }
-            Err(e) => panic!("CREATE DATABASE {name}: {e}"),
+        };
+        let name = format!("ecco_{label}_{}", std::process::id());
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .expect("drop a leftover database");
+        // PostgreSQL refuses to copy its template while another session
+        // creates a database from it, which tests side by side do: retry.
+        let mut attempt = 0;
+        while let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+        {
+            attempt += 1;
+            assert!(attempt < 10, "CREATE DATABASE {name}: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        admin.close().await;
+        let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
+        Some(Self {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside any async context that could be borrowed, so the
+        // statement gets a runtime of its own on a thread of its own.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let admin = sqlx::PgPool::connect(&admin_url).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
         }
     }
 }
