@@ -1,13 +1,16 @@
 //! The registry client: what an agent uses to register, heartbeat, search
-//! and report feedback. Plain HTTP/1.1 (put TLS in front of a public
-//! registry); every write is signed with the agent's identity.
+//! and report feedback. HTTP/1.1, over TLS for `https://` registries (the
+//! system's trusted roots, plus any the caller adds for a private CA); every
+//! write is signed with the agent's identity.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecco_identity::{Identity, PeerId};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -28,9 +31,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a registry call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
-    /// The registry URL is not `http://host:port`.
-    #[error("invalid registry URL {0:?}: expected http://host:port")]
+    /// The registry URL is not `http://host:port` or `https://host:port`.
+    #[error("invalid registry URL {0:?}: expected http://host:port or https://host:port")]
     InvalidUrl(String),
+    /// A root certificate given for the registry's TLS is not usable.
+    #[error("invalid registry root certificate: {0}")]
+    InvalidCertificate(String),
     /// The registry could not be reached.
     #[error("registry unreachable: {0}")]
     Unreachable(String),
@@ -60,7 +66,7 @@ impl ClientError {
         match self {
             Self::Unreachable(_) | Self::Timeout(_) => true,
             Self::Api { status, .. } => *status == 429 || *status >= 500,
-            Self::InvalidUrl(_) | Self::Decode(_) => false,
+            Self::InvalidUrl(_) | Self::InvalidCertificate(_) | Self::Decode(_) => false,
         }
     }
 }
@@ -69,10 +75,65 @@ impl ClientError {
 #[derive(Clone)]
 pub struct Client {
     base: String,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    // The roots trusted for https, beyond the system's.
+    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     identity: Identity,
     read_token: Option<String>,
     timeout: Duration,
+}
+
+/// An error and its causes, `a: b: c`: hyper's own message ("client error
+/// (Connect)") says little; the cause (a refused connection, a certificate
+/// from an unknown issuer) is what the caller needs.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The system's trusted roots, read once per process.
+fn native_roots() -> &'static [rustls_pki_types::CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        for error in &loaded.errors {
+            tracing::warn!(%error, "some system root certificates could not be read");
+        }
+        loaded.certs
+    })
+}
+
+/// An HTTP/1.1 client for `http` and `https` URLs trusting the system's roots
+/// and `extra`.
+fn http_client(
+    extra: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A system root that does not parse is skipped, as browsers do.
+    let (_, _) = roots.add_parsable_certificates(native_roots().iter().cloned());
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|e| ClientError::InvalidCertificate(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::InvalidCertificate(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(HttpClient::builder(TokioExecutor::new()).build(connector))
 }
 
 impl std::fmt::Debug for Client {
@@ -85,8 +146,10 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client of the registry at `url` (`http://host:port`), signing as
-    /// `identity`.
+    /// A client of the registry at `url` (`http://host:port` or
+    /// `https://host:port`), signing as `identity`. An `https` registry must
+    /// present a certificate from a root the system trusts, or one added with
+    /// [`Client::with_root_certificates`].
     ///
     /// # Errors
     /// [`ClientError::InvalidUrl`].
@@ -95,20 +158,43 @@ impl Client {
         let uri: Uri = base
             .parse()
             .map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
-        if uri.scheme_str() != Some("http")
+        if !matches!(uri.scheme_str(), Some("http" | "https"))
             || uri.authority().is_none()
             || !matches!(uri.path(), "" | "/")
         {
             return Err(ClientError::InvalidUrl(url.to_owned()));
         }
-        let http = HttpClient::builder(TokioExecutor::new()).build_http();
         Ok(Self {
             base,
-            http,
+            http: http_client(&[])?,
+            extra_roots: Vec::new(),
             identity,
             read_token: None,
             timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// Also trusts the root certificates in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) for an `https` registry: a private or
+    /// air-gapped deployment's own CA.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidCertificate`] if `pem` holds no certificate or
+    /// one that cannot be a root.
+    pub fn with_root_certificates(mut self, pem: &[u8]) -> Result<Self, ClientError> {
+        use rustls_pki_types::pem::PemObject as _;
+        let mut found = Vec::new();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            found.push(cert.map_err(|e| ClientError::InvalidCertificate(e.to_string()))?);
+        }
+        if found.is_empty() {
+            return Err(ClientError::InvalidCertificate(
+                "no PEM CERTIFICATE block found".to_owned(),
+            ));
+        }
+        self.extra_roots.extend(found);
+        self.http = http_client(&self.extra_roots)?;
+        Ok(self)
     }
 
     /// Sends `Authorization: Bearer <token>` with reads (private registries).
@@ -272,12 +358,12 @@ impl Client {
                 .http
                 .request(request)
                 .await
-                .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+                .map_err(|e| ClientError::Unreachable(with_causes(&e)))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
-                .map_err(|e| ClientError::Unreachable(e.to_string()))?
+                .map_err(|e| ClientError::Unreachable(with_causes(&*e)))?
                 .to_bytes();
             Ok::<_, ClientError>((status, body))
         };

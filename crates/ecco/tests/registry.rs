@@ -178,3 +178,20 @@ async fn an_invalid_registry_url_is_refused_at_spawn() {
         .unwrap_err();
     assert!(e.to_string().contains("invalid registry URL"), "{e}");
 }
+
+#[tokio::test]
+async fn a_bad_registry_root_certificate_stops_the_builder_with_a_clear_error() {
+    let spawned = Agent::builder()
+        .config(Config::loopback())
+        .registry("https://127.0.0.1:1")
+        .registry_root_certificates("not a certificate")
+        .spawn()
+        .await;
+    match spawned {
+        Err(ecco::agent::AgentError::Registry(
+            ecco::registry::ClientError::InvalidCertificate(why),
+        )) => assert!(why.contains("PEM"), "{why}"),
+        Err(other) => panic!("expected InvalidCertificate, got {other}"),
+        Ok(_) => panic!("an agent spawned with an unusable root certificate"),
+    }
+}

@@ -100,6 +100,7 @@ pub struct Builder {
     handlers: Handlers,
     data_dir: Option<PathBuf>,
     registry: Option<String>,
+    registry_roots: Vec<u8>,
     name: Option<String>,
     heartbeat: Duration,
     concurrency: usize,
@@ -183,12 +184,22 @@ impl Builder {
         self
     }
 
-    /// A registry (`http://host:port`) to register with, heartbeat to, search
-    /// when the mesh knows too few agents, and report feedback to. Answers
-    /// then carry receipts. The registry being down never stops the agent.
+    /// A registry (`http://host:port` or `https://host:port`) to register
+    /// with, heartbeat to, search when the mesh knows too few agents, and
+    /// report feedback to. Answers then carry receipts. The registry being
+    /// down never stops the agent.
     #[must_use]
     pub fn registry(mut self, url: impl Into<String>) -> Self {
         self.registry = Some(url.into());
+        self
+    }
+
+    /// Also trusts these root certificates (PEM) for an `https` registry,
+    /// beyond the system's: a private deployment's own CA. Checked by
+    /// [`Builder::spawn`].
+    #[must_use]
+    pub fn registry_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.registry_roots.extend(pem.into());
         self
     }
 
@@ -240,7 +251,14 @@ impl Builder {
         };
         let dht = self.config.discovery.dht;
         let registry = match &self.registry {
-            Some(url) => Some(ecco_registry::Client::new(url, identity.clone())?),
+            Some(url) => {
+                let client = ecco_registry::Client::new(url, identity.clone())?;
+                Some(if self.registry_roots.is_empty() {
+                    client
+                } else {
+                    client.with_root_certificates(&self.registry_roots)?
+                })
+            }
             None => None,
         };
         let (node, inbox) = Node::spawn(&identity, self.config).await?;
@@ -328,6 +346,7 @@ impl Agent {
             handlers: Handlers::default(),
             data_dir: None,
             registry: None,
+            registry_roots: Vec::new(),
             name: None,
             heartbeat: Duration::from_secs(30),
             concurrency: 64,
