@@ -33,6 +33,16 @@ pub(crate) struct Args {
     /// Each request's deadline in the handler, such as 30s.
     #[arg(long, default_value = "30s")]
     handler_timeout: String,
+    /// A registry to register with and heartbeat to (http:// or https://).
+    #[arg(long, env = "ECCO_REGISTRY")]
+    registry: Option<String>,
+    /// A PEM file of root certificates to trust for an https registry,
+    /// beyond the system's (a private CA).
+    #[arg(long)]
+    registry_ca: Option<PathBuf>,
+    /// The name shown in the registry.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 /// The TOML file.
@@ -48,6 +58,9 @@ struct File {
     mdns: Option<bool>,
     identity: Option<PathBuf>,
     handler_timeout: Option<String>,
+    registry: Option<String>,
+    registry_ca: Option<PathBuf>,
+    name: Option<String>,
     #[serde(default, rename = "capability")]
     capabilities: Vec<FileCapability>,
 }
@@ -124,6 +137,17 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
     }
     let (identity, _) = crate::id::load(args.identity.or(file.identity))?;
     let mut builder = Agent::builder().identity(identity).config(config.clone());
+    if let Some(url) = args.registry.or(file.registry) {
+        builder = builder.registry(url);
+    }
+    if let Some(path) = args.registry_ca.or(file.registry_ca) {
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("cannot read the registry CA file {}", path.display()))?;
+        builder = builder.registry_root_certificates(pem);
+    }
+    if let Some(name) = args.name.or(file.name) {
+        builder = builder.name(name);
+    }
     for (capability, spec) in &offered {
         builder = builder
             .capability(capability.clone())
@@ -142,6 +166,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "peer_id": agent.peer_id().to_base58(),
             "listen": addrs,
             "capabilities": offered.iter().map(|(c, _)| c.to_string()).collect::<Vec<_>>(),
+            "registry": agent.registry(),
         }))?;
     } else {
         println!("agent {}", agent.peer_id());
@@ -150,6 +175,9 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         }
         for (c, spec) in &offered {
             println!("  offers {c}  ({spec:?})");
+        }
+        if let Some(url) = agent.registry() {
+            println!("  registers with {url}");
         }
         println!("Ctrl-C to stop.");
     }

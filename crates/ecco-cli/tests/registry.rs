@@ -179,3 +179,51 @@ fn a_bad_database_url_is_a_one_line_error() {
         "{err}"
     );
 }
+
+/// `ecco agent --registry` registers the agent under its name; the
+/// registry's search finds it.
+#[tokio::test]
+async fn an_agent_started_from_the_cli_registers() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&format!(
+        "sqlite:{}",
+        dir.path().join("registry.db").display()
+    ));
+    let mut agent = Command::new(ECCO)
+        .args([
+            "--json",
+            "agent",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .args(["--capability", "text/shout loud@1.0.0", "--name", "shouter"])
+        .args(["--registry", &served.url])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(started["registry"], served.url.as_str());
+    let reader = Client::new(&served.url, Identity::generate()).unwrap();
+    let mut found = None;
+    for _ in 0..100 {
+        let hits = reader.search("text/shout", 1, 10).await.unwrap();
+        if let Some(hit) = hits.items.into_iter().next() {
+            found = Some(hit);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let hit = found.expect("the agent registered within 10 s");
+    assert_eq!(hit.peer_id, started["peer_id"].as_str().unwrap());
+    assert_eq!(hit.name, "shouter");
+}
