@@ -140,16 +140,20 @@ impl Identity {
 
 /// Checks that `sig` is `public`'s signature of `msg` for `domain`.
 ///
+/// Verification is strict (`verify_strict`): weak (small-order) public keys
+/// and non-canonical signatures are refused, so a signature cannot be forged
+/// for a key nobody holds, nor altered into a second valid one.
+///
 /// # Errors
 /// - [`Error::NotEd25519`] if `public` is not an Ed25519 key.
 /// - [`Error::BadSignature`] if the signature does not verify.
 pub fn verify(public: &PublicKey, domain: Domain, msg: &[u8], sig: &[u8]) -> Result<()> {
     let ed = ed25519_of(public)?;
-    if ed.verify(&signing_input(domain, msg), sig) {
-        Ok(())
-    } else {
-        Err(Error::BadSignature)
-    }
+    let key =
+        ed25519_dalek::VerifyingKey::from_bytes(&ed.to_bytes()).map_err(|_| Error::BadSignature)?;
+    let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| Error::BadSignature)?;
+    key.verify_strict(&signing_input(domain, msg), &sig)
+        .map_err(|_| Error::BadSignature)
 }
 
 /// Checks that `sig` is `peer`'s signature of `msg` for `domain`, using the
@@ -321,5 +325,30 @@ mod tests {
     fn public_key_from_peer_id_round_trips() {
         let id = Identity::generate();
         assert_eq!(public_key_from_peer_id(&id.peer_id()).unwrap(), id.public());
+    }
+    /// A small-order public key (here the identity point) with the
+    /// signature (R = identity, s = 0) passes the plain Ed25519 equation for
+    /// every message: anyone could "sign" anything as its peer id. Strict
+    /// verification refuses weak keys.
+    #[test]
+    fn weak_key_forgery_is_refused() {
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        let ed = libp2p_identity::ed25519::PublicKey::try_from_bytes(&identity_point)
+            .expect("the identity point decodes as a public key");
+        let public = PublicKey::from(ed);
+        let peer = public.to_peer_id();
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        for msg in [&b"any message"[..], b"another one"] {
+            assert!(matches!(
+                verify(&public, A, msg, &forged),
+                Err(Error::BadSignature)
+            ));
+            assert!(matches!(
+                verify_with_peer_id(&peer, A, msg, &forged),
+                Err(Error::BadSignature)
+            ));
+        }
     }
 }

@@ -12,6 +12,12 @@
 //!
 //! Run: `cargo bench -p ecco --bench node`; `ECCO_BENCH_QUICK=1` for a smoke
 //! run with few samples. All traffic stays on 127.0.0.1; mDNS is never used.
+//!
+//! For a profiler, `ECCO_BENCH_PROFILE=baseline|ecco|ecco-lean` runs only that
+//! contender's sequential requests (`ECCO_BENCH_PROFILE_COUNT` of them, 2,000
+//! by default) after a warm-up; two runs with different counts, under
+//! `valgrind --tool=callgrind`, give the instructions per round trip as the
+//! difference of their totals divided by the difference of their counts.
 
 // A benchmark binary reports on stdout/stderr and may panic on failure.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -35,6 +41,11 @@ use tokio::sync::broadcast;
 const CHILD_ENV: &str = "ECCO_BENCH_IDLE_NODE";
 /// Set to run with few samples.
 const QUICK_ENV: &str = "ECCO_BENCH_QUICK";
+/// Set to a contender (`baseline`, `ecco`, `ecco-lean`) to run only its
+/// sequential requests, once, for a profiler such as callgrind.
+const PROFILE_ENV: &str = "ECCO_BENCH_PROFILE";
+/// How many sequential requests the profiling run sends (default 2,000).
+const PROFILE_COUNT_ENV: &str = "ECCO_BENCH_PROFILE_COUNT";
 /// Requests in flight in the pipelined runs.
 const IN_FLIGHT: usize = 32;
 /// A child process exits by itself after this long, should the parent die.
@@ -89,6 +100,10 @@ fn main() {
         idle_child(&kind);
         return;
     }
+    if let Ok(name) = std::env::var(PROFILE_ENV) {
+        profile(&name);
+        return;
+    }
     let (settings, quick) = Settings::from_env();
     let rt = runtime();
     let workers = rt.metrics().num_workers();
@@ -112,6 +127,35 @@ fn main() {
     print_learned(&learned);
     drop(rt);
     print_rss(settings.rss_settle);
+}
+
+/// One contender's sequential requests and nothing else, so that a profiler
+/// can compare two runs with different counts: the difference is the cost of
+/// the extra requests, setup and teardown cancelling out.
+fn profile(name: &str) {
+    let Some(contender) = Contender::ALL.into_iter().find(|c| c.id() == name) else {
+        eprintln!("{PROFILE_ENV}: unknown contender `{name}` (baseline, ecco, ecco-lean)");
+        std::process::exit(2);
+    };
+    let count = std::env::var(PROFILE_COUNT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let settings = Settings {
+        rounds: 1,
+        warmup: 200,
+        sequential: count,
+        pipelined: 0,
+        learn_runs: 0,
+        rss_settle: Duration::ZERO,
+    };
+    let figures = runtime().block_on(contender.round(&settings));
+    println!(
+        "{name}: {count} sequential requests, p50 {} p99 {} {:.0}/s",
+        us(figures.seq_p50),
+        us(figures.seq_p99),
+        figures.seq_rps
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -226,6 +270,28 @@ impl Contender {
             Contender::EccoNoDiscovery => "ecco, no discovery",
         }
     }
+
+    /// The name `ECCO_BENCH_PROFILE` takes.
+    fn id(self) -> &'static str {
+        match self {
+            Contender::Baseline => "baseline",
+            Contender::Ecco => "ecco",
+            Contender::EccoNoDiscovery => "ecco-lean",
+        }
+    }
+
+    async fn round(self, s: &Settings) -> Figures {
+        match self {
+            Contender::Baseline => baseline_round(s).await,
+            Contender::Ecco => ecco_round(s, loopback()).await,
+            Contender::EccoNoDiscovery => {
+                let mut config = loopback();
+                config.discovery.dht = false;
+                config.discovery.announcements = false;
+                ecco_round(s, config).await
+            }
+        }
+    }
 }
 
 /// Figures per contender, one per round, in the order of [`Contender::ALL`].
@@ -239,16 +305,7 @@ async fn round_trips(s: &Settings) -> Results {
         for k in 0..Contender::ALL.len() {
             let i = (round + k) % Contender::ALL.len();
             let contender = Contender::ALL[i];
-            let figures = match contender {
-                Contender::Baseline => baseline_round(s).await,
-                Contender::Ecco => ecco_round(s, loopback()).await,
-                Contender::EccoNoDiscovery => {
-                    let mut config = loopback();
-                    config.discovery.dht = false;
-                    config.discovery.announcements = false;
-                    ecco_round(s, config).await
-                }
-            };
+            let figures = contender.round(s).await;
             eprintln!(
                 "round {} {:>18}: seq p50 {} p99 {} {:.0}/s | x{IN_FLIGHT} p50 {} p99 {} {:.0}/s",
                 round + 1,
