@@ -326,6 +326,7 @@ mod tests {
         let id = Identity::generate();
         assert_eq!(public_key_from_peer_id(&id.peer_id()).unwrap(), id.public());
     }
+
     /// A small-order public key (here the identity point) with the
     /// signature (R = identity, s = 0) passes the plain Ed25519 equation for
     /// every message: anyone could "sign" anything as its peer id. Strict

@@ -137,10 +137,13 @@ fn profile(name: &str) {
         eprintln!("{PROFILE_ENV}: unknown contender `{name}` (baseline, ecco, ecco-lean)");
         std::process::exit(2);
     };
-    let count = std::env::var(PROFILE_COUNT_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+    let count = match std::env::var(PROFILE_COUNT_ENV) {
+        Err(_) => 2_000,
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("{PROFILE_COUNT_ENV}: `{v}` is not a count of requests");
+            std::process::exit(2);
+        }),
+    };
     let settings = Settings {
         rounds: 1,
         warmup: 200,
