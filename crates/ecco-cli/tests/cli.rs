@@ -3,11 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
 
 const ECCO: &str = env!("CARGO_BIN_EXE_ecco");
 
@@ -54,12 +55,7 @@ fn start(mut cmd: Command, dir: tempfile::TempDir) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("agent start line {line:?}: {e}"));
+    let started = common::start_line(&mut child);
     Running {
         child,
         peer: started["peer_id"].as_str().unwrap().to_owned(),

@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use ecco::Identity;
 use ecco::registry::{Client, Feedback, Receipt, Registration};
-use serde_json::Value;
+
+mod common;
 
 const ECCO: &str = env!("CARGO_BIN_EXE_ecco");
 
@@ -41,12 +41,7 @@ fn serve(database_url: &str) -> Served {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("start line {line:?}: {e}"));
+    let started = common::start_line(&mut child);
     Served {
         child,
         url: started["url"].as_str().unwrap().to_owned(),
@@ -205,11 +200,7 @@ async fn an_agent_started_from_the_cli_registers() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap();
+    let started = common::start_line(&mut agent);
     assert_eq!(started["registry"], served.url.as_str());
     let reader = Client::new(&served.url, Identity::generate()).unwrap();
     let mut found = None;
