@@ -36,6 +36,12 @@ async fn an_announcement_reaches_every_node_of_a_chain() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].peer, ids[0].peer_id());
     assert_eq!(found[0].capability.name(), "atlas");
+    // Indexed once, then shared while the directory does not change.
+    let (once, again) = (
+        nodes[3].offers().await.unwrap(),
+        nodes[3].offers().await.unwrap(),
+    );
+    assert!(std::sync::Arc::ptr_eq(&once, &again));
 
     // A change is announced at once and reaches the far end.
     nodes[0]
@@ -50,6 +56,13 @@ async fn an_announcement_reaches_every_node_of_a_chain() {
             .major,
         2
     );
+    // Rankings follow: the index built for the first `find` is not reused.
+    let found = nodes[3]
+        .find("llm/* +summarize".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].capability.version().major, 2);
 }
 
 #[tokio::test]
@@ -175,6 +188,61 @@ async fn a_peers_document_can_be_fetched() {
     assert!(matches!(
         b.fetch_capabilities(stranger).await,
         Err(FetchError::Unreachable { .. })
+    ));
+}
+
+/// A node whose directory is full keeps what it holds, but a valid
+/// announcement it has no room for is still no fault of its sender: it is
+/// forwarded, and the sender keeps its standing.
+#[tokio::test]
+async fn a_full_directory_forwards_and_does_not_penalise() {
+    let (a_id, b_id, c_id, d_id) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    // Gossip only: the DHT would connect D to B.
+    let gossip = || {
+        let mut config = Config::memory();
+        config.discovery.dht = false;
+        config
+    };
+    let mut small = gossip();
+    small.limits.max_directory_peers = 1;
+    let (c, _) = Node::spawn(&c_id, small).await.unwrap();
+    let (a, _) = Node::spawn(&a_id, gossip()).await.unwrap();
+    // B's announcements expire sooner than A's, so they cannot displace A.
+    let mut brief = gossip();
+    brief.limits.announcement_ttl = Duration::from_secs(60);
+    let (b, _) = Node::spawn(&b_id, brief).await.unwrap();
+    let (d, _) = Node::spawn(&d_id, gossip()).await.unwrap();
+
+    let mut at_c = c.subscribe();
+    a.set_capabilities(caps(&["tool/a kept@1.0.0"]))
+        .await
+        .unwrap();
+    link(&c, &a).await;
+    learned(&mut at_c, a_id.peer_id()).await;
+    // D hears B only through C: they are never connected.
+    link(&d, &c).await;
+    link(&b, &c).await;
+    let mut at_d = d.subscribe();
+    b.set_capabilities(caps(&["tool/b relayed@1.0.0"]))
+        .await
+        .unwrap();
+    learned(&mut at_d, b_id.peer_id()).await;
+    assert!(!d.connected_peers().await.unwrap().contains(&b_id.peer_id()));
+
+    let held = c.directory().await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(entry(&held, a_id.peer_id()).is_some());
+    let score = c.gossip_score(b_id.peer_id()).await.unwrap().unwrap();
+    assert!(score >= 0.0, "B lost standing at C: {score}");
+    // Asked for directly, the document is reported valid but not kept.
+    assert!(matches!(
+        c.fetch_capabilities(b_id.peer_id()).await,
+        Err(FetchError::DirectoryFull { peer }) if peer == b_id.peer_id()
     ));
 }
 

@@ -137,6 +137,19 @@ impl Index {
         &self.offers
     }
 
+    /// Where `offer` sits in [`offers`](Self::offers), if it is one of this
+    /// index's own offers (as every [`Match`] of a ranking over it is), so
+    /// that a match leads back to data kept alongside the index in O(1).
+    /// An equal offer stored elsewhere is not this index's: `None`.
+    pub fn position_of(&self, offer: &Offer) -> Option<usize> {
+        let size = std::mem::size_of::<Offer>().max(1);
+        let base = self.offers.as_ptr().addr();
+        let at = std::ptr::from_ref(offer).addr();
+        let offset = at.checked_sub(base)?;
+        let i = offset / size;
+        (offset % size == 0 && i < self.offers.len()).then_some(i)
+    }
+
     /// Number of offers.
     pub fn len(&self) -> usize {
         self.offers.len()

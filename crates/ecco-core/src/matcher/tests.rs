@@ -106,6 +106,19 @@ fn rank_top_agrees_with_rank() {
 }
 
 #[test]
+fn a_match_leads_back_to_its_position_in_the_index() {
+    let offers = fleet();
+    let index = Index::new(offers.clone());
+    for m in Matcher::default().rank_in(&index, &q("*")) {
+        let i = index.position_of(m.offer).unwrap();
+        assert_eq!(&index.offers()[i], m.offer);
+    }
+    // An equal offer that lives elsewhere is not the index's.
+    assert_eq!(index.position_of(&offers[0]), None);
+    assert_eq!(Index::default().position_of(&offers[0]), None);
+}
+
+#[test]
 fn weights_change_the_balance() {
     let offers = fleet();
     let query = q("llm/* ~french price<=0.01");

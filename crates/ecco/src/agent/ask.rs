@@ -303,7 +303,7 @@ impl Ask {
                 self.min_agents,
             )?
         };
-        let at = super::positions(&offers);
+        let at = positions(&offers);
         let chosen: Vec<usize> = picked
             .iter()
             .filter_map(|m| at.get(&std::ptr::from_ref(m.offer)).copied())
@@ -353,4 +353,14 @@ impl Ask {
             None => memory.failure(&agent),
         }
     }
+}
+
+/// Where each offer sits in `offers`, by address: a match refers to its
+/// offer, and this finds the offer's position without a linear search.
+fn positions(offers: &[Offer]) -> std::collections::HashMap<*const Offer, usize> {
+    offers
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (std::ptr::from_ref(o), i))
+        .collect()
 }

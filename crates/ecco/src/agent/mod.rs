@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ecco_core::matcher::Explanation;
-use ecco_core::{Capability, Matcher, Offer, Performance, Query, Selector};
+use ecco_core::{Capability, Matcher, Performance, Query, Selector};
 use ecco_identity::Passphrase;
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
@@ -319,16 +319,6 @@ struct Inner {
     dht: bool,
 }
 
-/// Where each offer sits in `offers`, by address: a match refers to its
-/// offer, and this finds the offer's peer without a linear search.
-fn positions(offers: &[Offer]) -> std::collections::HashMap<*const Offer, usize> {
-    offers
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (std::ptr::from_ref(o), i))
-        .collect()
-}
-
 /// Locks a mutex that no code path can poison in a harmful way: every
 /// critical section only reads or replaces plain data.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -466,39 +456,25 @@ impl Agent {
 
     /// The offers known now, ranked for `query`, best first.
     pub async fn ranked(&self, query: &Query) -> Result<Vec<Ranked>, NodeError> {
-        let (peers, offers) = self.offers().await?;
-        let matches = self.inner.matcher.rank(query, &offers);
-        let at = positions(&offers);
-        Ok(matches
-            .iter()
-            .filter_map(|m| {
-                let i = *at.get(&std::ptr::from_ref(m.offer))?;
-                Some(Ranked {
-                    peer: peers[i],
-                    capability: m.offer.capability.clone(),
-                    score: m.score,
-                })
+        let offers = self.inner.node.offers().await?;
+        Ok(offers
+            .rank(&self.inner.matcher, query)
+            .into_iter()
+            .map(|f| Ranked {
+                peer: f.peer,
+                capability: f.capability,
+                score: f.score,
             })
             .collect())
     }
 
     /// Why each known offer was or was not matched by `query`.
     pub async fn explain(&self, query: &Query) -> Result<Vec<Explanation>, NodeError> {
-        let (_, offers) = self.offers().await?;
-        Ok(self.inner.matcher.explain_all(query, &offers))
-    }
-
-    async fn offers(&self) -> Result<(Vec<PeerId>, Vec<Offer>), NodeError> {
-        let mut peers = Vec::new();
-        let mut offers = Vec::new();
-        for entry in self.inner.node.directory().await? {
-            let agent = agent_id(&entry.peer);
-            for capability in entry.capabilities {
-                peers.push(entry.peer);
-                offers.push(Offer::new(agent.clone(), capability));
-            }
-        }
-        Ok((peers, offers))
+        let offers = self.inner.node.offers().await?;
+        Ok(self
+            .inner
+            .matcher
+            .explain_all(query, offers.index().offers()))
     }
 
     /// The discovery cascade: the local directory first; while it holds

@@ -2,13 +2,13 @@
 //! and how it was learned. The matcher ranks what it holds.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
-use ecco_core::matcher::Index;
-use ecco_core::{Capability, Match, Matcher, Offer, Query};
+use ecco_core::{Capability, Matcher, Query};
 use libp2p::{Multiaddr, PeerId};
 
 use super::announcement::{Announcement, AnnouncementError};
-use crate::agent_id;
+use super::offers::{Found, Offers};
 
 /// How an entry was learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,18 +58,40 @@ pub enum Update {
     Withdrawn,
 }
 
+/// What ranking needs from the directory, taken without copying its content:
+/// an owner that must not stall (the node's task) hands this out, and the
+/// caller does the O(n) work.
+#[derive(Debug, Clone)]
+pub enum Snapshot {
+    /// The offers, indexed since the last change.
+    Indexed(Arc<Offers>),
+    /// The entries, changed since the last index: index them
+    /// ([`Offers::new`]) and hand the result back with [`Directory::cache`]
+    /// so that later rankings reuse it.
+    Changed {
+        /// Identifies this state of the directory for [`Directory::cache`].
+        generation: u64,
+        /// Every entry, shared.
+        entries: Vec<Arc<Entry>>,
+    },
+}
+
 /// The directory. Bounded: at most `max_peers` entries; when full, a new
 /// peer replaces the entry closest to expiry only if it would outlive it.
 #[derive(Debug)]
 pub struct Directory {
-    entries: BTreeMap<PeerId, Entry>,
+    // Shared, so that a snapshot costs a reference count per peer.
+    entries: BTreeMap<PeerId, Arc<Entry>>,
     max_peers: usize,
     /// Newest sequence number seen per peer, kept after an entry goes so that
     /// a replay of an older announcement cannot bring it back.
     seen: BTreeMap<PeerId, u64>,
     seen_order: VecDeque<PeerId>,
-    /// Rebuilt when entries change, so that ranking many offers stays fast.
-    index: Option<Index>,
+    /// Counts changes to the set of offers, so that an index built from an
+    /// older snapshot is never cached.
+    generation: u64,
+    /// The offers of this generation, indexed, once someone has built them.
+    offers: Option<Arc<Offers>>,
 }
 
 impl Directory {
@@ -80,7 +102,8 @@ impl Directory {
             max_peers: max_peers.max(1),
             seen: BTreeMap::new(),
             seen_order: VecDeque::new(),
-            index: None,
+            generation: 0,
+            offers: None,
         }
     }
 
@@ -118,19 +141,17 @@ impl Directory {
                 Some((victim, at)) if at < expires_at_ms => {
                     self.entries.remove(&victim);
                 }
-                _ => {
-                    return Err(AnnouncementError::Malformed(
-                        "the directory is full".to_owned(),
-                    ));
-                }
+                // Not the sender's fault: the announcement is valid, this
+                // node only has no room for it.
+                _ => return Err(AnnouncementError::DirectoryFull),
             }
         }
         if update != Update::Refreshed {
-            self.index = None;
+            self.changed();
         }
         self.entries.insert(
             a.peer,
-            Entry {
+            Arc::new(Entry {
                 peer: a.peer,
                 capabilities,
                 addrs: a.addrs,
@@ -138,7 +159,7 @@ impl Directory {
                 last_seen_ms: now_ms,
                 expires_at_ms,
                 source,
-            },
+            }),
         );
         Ok(update)
     }
@@ -167,28 +188,37 @@ impl Directory {
             self.entries.remove(peer);
         }
         if !gone.is_empty() {
-            self.index = None;
+            self.changed();
         }
         gone
     }
 
     /// Forgets a peer (it left).
     pub fn remove(&mut self, peer: &PeerId) -> Option<Entry> {
-        let removed = self.entries.remove(peer);
-        if removed.is_some() {
-            self.index = None;
-        }
-        removed
+        let removed = self.entries.remove(peer)?;
+        self.changed();
+        Some(Arc::unwrap_or_clone(removed))
+    }
+
+    /// The set of offers changed: the index is out of date.
+    fn changed(&mut self) {
+        self.generation += 1;
+        self.offers = None;
     }
 
     /// One peer's entry.
     pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
-        self.entries.get(peer)
+        self.entries.get(peer).map(|e| &**e)
     }
 
     /// Every entry, by peer id.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.values().map(|e| &**e)
+    }
+
+    /// Every entry, by peer id, shared rather than copied.
+    pub fn shared_entries(&self) -> Vec<Arc<Entry>> {
+        self.entries.values().cloned().collect()
     }
 
     /// Number of peers known.
@@ -201,28 +231,40 @@ impl Directory {
         self.entries.is_empty()
     }
 
-    /// The index of every known offer, rebuilt only after a change.
-    pub fn index(&mut self) -> &Index {
-        let entries = &self.entries;
-        self.index.get_or_insert_with(|| {
-            Index::new(
-                entries
-                    .values()
-                    .flat_map(|e| {
-                        let agent = agent_id(&e.peer);
-                        e.capabilities
-                            .iter()
-                            .map(move |c| Offer::new(agent.clone(), c.clone()))
-                    })
-                    .collect(),
-            )
-        })
+    /// The indexed offers if they are up to date, else what to build them
+    /// from. O(1) when indexed, a reference count per peer otherwise.
+    pub fn snapshot(&self) -> Snapshot {
+        match &self.offers {
+            Some(offers) => Snapshot::Indexed(Arc::clone(offers)),
+            None => Snapshot::Changed {
+                generation: self.generation,
+                entries: self.shared_entries(),
+            },
+        }
     }
 
-    /// Ranks the known offers for a query.
-    pub fn rank(&mut self, matcher: &Matcher, query: &Query) -> Vec<Match<'_>> {
-        let index = self.index();
-        matcher.rank_in(index, query)
+    /// Keeps `offers`, built from the snapshot of `generation`, for later
+    /// rankings; refused (`false`) if the directory has changed since.
+    pub fn cache(&mut self, generation: u64, offers: Arc<Offers>) -> bool {
+        let current = generation == self.generation;
+        if current {
+            self.offers = Some(offers);
+        }
+        current
+    }
+
+    /// The indexed offers, built here if out of date.
+    pub fn offers(&mut self) -> Arc<Offers> {
+        let entries = &self.entries;
+        Arc::clone(
+            self.offers
+                .get_or_insert_with(|| Arc::new(Offers::new(entries.values().map(|e| &**e)))),
+        )
+    }
+
+    /// Ranks the known offers for a query, best first.
+    pub fn rank(&mut self, matcher: &Matcher, query: &Query) -> Vec<Found> {
+        self.offers().rank(matcher, query)
     }
 }
 
@@ -293,7 +335,7 @@ mod tests {
             Ok(Update::Withdrawn)
         );
         assert!(d.get(&peer).is_none());
-        assert!(d.index().is_empty());
+        assert!(d.offers().is_empty());
         // The withdrawal is not undone by a replay of what came before it.
         assert!(
             d.apply(
@@ -344,16 +386,16 @@ mod tests {
         .unwrap();
         assert_eq!(d.len(), 2);
         assert!(d.get(&peers[0]).is_none());
-        // One that would not outlive anything is refused.
+        // One that would not outlive anything is refused, as no fault of
+        // its sender's.
         let late = Identity::generate().peer_id();
-        assert!(
-            d.apply(
-                announcement(late, 1, &["x n@1.0.0"], 10),
-                Source::Gossip,
-                NOW
-            )
-            .is_err()
+        let refused = d.apply(
+            announcement(late, 1, &["x n@1.0.0"], 10),
+            Source::Gossip,
+            NOW,
         );
+        assert_eq!(refused, Err(AnnouncementError::DirectoryFull));
+        assert!(!AnnouncementError::DirectoryFull.is_misbehaviour());
     }
 
     #[test]
@@ -376,11 +418,66 @@ mod tests {
         let q: Query = "llm/* +summarize price<=0.01".parse().unwrap();
         let ranked = d.rank(&Matcher::default(), &q);
         assert_eq!(ranked.len(), 1);
-        assert_eq!(ranked[0].offer.agent, agent_id(&a));
+        assert_eq!(ranked[0].peer, a);
         d.remove(&a);
         assert!(
             d.rank(&Matcher::default(), &q).is_empty(),
             "the index follows removals"
         );
+    }
+
+    #[test]
+    fn an_index_is_shared_until_a_change_and_a_stale_one_is_never_kept() {
+        let (a, b) = (
+            Identity::generate().peer_id(),
+            Identity::generate().peer_id(),
+        );
+        let build = |entries: &[Arc<Entry>]| Arc::new(Offers::new(entries.iter().map(|e| &**e)));
+        let mut d = Directory::new(10);
+        d.apply(announcement(a, 1, &["x n@1.0.0"], 60), Source::Gossip, NOW)
+            .unwrap();
+        let Snapshot::Changed {
+            generation,
+            entries,
+        } = d.snapshot()
+        else {
+            panic!("nothing is indexed yet")
+        };
+        assert_eq!(entries.len(), 1);
+        let early = build(&entries);
+        // The directory changes while the caller indexes: its index is refused.
+        d.apply(announcement(b, 1, &["x m@1.0.0"], 60), Source::Gossip, NOW)
+            .unwrap();
+        assert!(!d.cache(generation, early));
+        let Snapshot::Changed {
+            generation,
+            entries,
+        } = d.snapshot()
+        else {
+            panic!("an index of an older directory was served")
+        };
+        assert_eq!(entries.len(), 2);
+        let current = build(&entries);
+        assert!(d.cache(generation, Arc::clone(&current)));
+
+        // Shared, not rebuilt, while the offers stay the same; a renewal
+        // keeps them the same.
+        assert_eq!(
+            d.apply(announcement(a, 2, &["x n@1.0.0"], 60), Source::Gossip, NOW),
+            Ok(Update::Refreshed)
+        );
+        let Snapshot::Indexed(shared) = d.snapshot() else {
+            panic!("a renewal dropped the index")
+        };
+        assert!(Arc::ptr_eq(&shared, &current));
+        assert_eq!(d.rank(&Matcher::default(), &"x".parse().unwrap()).len(), 2);
+
+        // A removal and an expiry each make it out of date.
+        d.remove(&b);
+        assert!(matches!(d.snapshot(), Snapshot::Changed { .. }));
+        assert_eq!(d.offers().len(), 1);
+        assert!(matches!(d.snapshot(), Snapshot::Indexed(_)));
+        assert_eq!(d.expire(NOW + 60_000), vec![a]);
+        assert!(matches!(d.snapshot(), Snapshot::Changed { .. }));
     }
 }

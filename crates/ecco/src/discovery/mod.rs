@@ -5,6 +5,8 @@
 mod announcement;
 pub mod dht;
 mod directory;
+mod offers;
 
 pub use announcement::{Announcement, AnnouncementError, DOMAIN, SignedAnnouncement, limits};
-pub use directory::{Directory, Entry, Source, Update};
+pub use directory::{Directory, Entry, Snapshot, Source, Update};
+pub use offers::{Found, Offers};

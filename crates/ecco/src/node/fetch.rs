@@ -86,6 +86,13 @@ pub enum FetchError {
         /// Why.
         reason: String,
     },
+    /// The answer was valid, but the local directory is full of entries
+    /// that outlive it (see `Limits::max_directory_peers`), so it was not kept.
+    #[error("{peer}'s capabilities are valid but not kept: the directory is full")]
+    DirectoryFull {
+        /// The peer.
+        peer: libp2p::PeerId,
+    },
     /// The local node has shut down.
     #[error("the node has shut down")]
     NodeStopped,

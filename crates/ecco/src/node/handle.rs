@@ -1,6 +1,8 @@
 //! The handle callers hold, the inbox of inbound requests, and node events.
 
-use ecco_core::{Capability, Query};
+use std::sync::Arc;
+
+use ecco_core::{Capability, Matcher, Query};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -11,7 +13,26 @@ use super::fetch::FetchError;
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use super::streaming::{self, ReplySink, ReplyStream};
 use crate::Identity;
-use crate::discovery::{Entry, dht};
+use crate::discovery::{Entry, Found, Offers, Snapshot, dht};
+
+/// Above this many capabilities, indexing the directory (about 1 µs per
+/// capability) moves off the async workers.
+const INDEX_INLINE_MAX: usize = 1024;
+
+/// Indexes a snapshot's entries, off the async workers when they are many.
+async fn index(entries: Vec<Arc<Entry>>) -> Result<Arc<Offers>, NodeError> {
+    let capabilities: usize = entries.iter().map(|e| e.capabilities.len()).sum();
+    let build = move || Arc::new(Offers::new(entries.iter().map(|e| &**e)));
+    if capabilities <= INDEX_INLINE_MAX {
+        return Ok(build());
+    }
+    match tokio::task::spawn_blocking(build).await {
+        Ok(offers) => Ok(offers),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(NodeError::Stopped),
+    }
+}
 
 /// A cheap, cloneable handle to a running node.
 #[derive(Debug, Clone)]
@@ -44,17 +65,6 @@ pub enum Event {
         /// Keys whose publication reached at least one peer.
         keys: usize,
     },
-}
-
-/// A capability found in the directory, with its match score.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Found {
-    /// Who offers it.
-    pub peer: PeerId,
-    /// What is offered.
-    pub capability: Capability,
-    /// The match score in `[0, 1]`.
-    pub score: f64,
 }
 
 /// Inbound requests, in arrival order. Bounded: when it is full, further
@@ -276,9 +286,35 @@ impl Node {
         .await?
     }
 
-    /// Ranks the capabilities in the local directory for a query, best first.
+    /// Ranks the capabilities in the local directory for a query, best
+    /// first, with the default [`Matcher`]. The ranking runs in the caller's
+    /// task, over [`offers`](Self::offers).
     pub async fn find(&self, query: Query) -> Result<Vec<Found>, NodeError> {
-        self.ask(|tx| Command::Find { query, reply: tx }).await
+        Ok(self.offers().await?.rank(&Matcher::default(), &query))
+    }
+
+    /// Every capability in the local directory, indexed for ranking: for
+    /// rankings of one's own ([`Offers::rank`] with any [`Matcher`]).
+    ///
+    /// The node's task only hands out what it holds: the index, shared, when
+    /// the directory has not changed since it was built (O(1)); otherwise
+    /// the entries, shared, which this call indexes (off the async workers
+    /// when there are many) and hands back for the queries that follow.
+    pub async fn offers(&self) -> Result<Arc<Offers>, NodeError> {
+        let (generation, entries) = match self.ask(Command::Offers).await? {
+            Snapshot::Indexed(offers) => return Ok(offers),
+            Snapshot::Changed {
+                generation,
+                entries,
+            } => (generation, entries),
+        };
+        let offers = index(entries).await?;
+        // A full queue only means that the next query indexes again.
+        let _ = self.commands.try_send(Command::CacheOffers {
+            generation,
+            offers: Arc::clone(&offers),
+        });
+        Ok(offers)
     }
 
     /// Finds providers for `query` in the DHT, fetches their capability
@@ -311,9 +347,10 @@ impl Node {
             .map_err(|_| FetchError::NodeStopped)?
     }
 
-    /// Everything the local directory holds.
+    /// Everything the local directory holds, copied in the caller's task.
     pub async fn directory(&self) -> Result<Vec<Entry>, NodeError> {
-        self.ask(Command::Directory).await
+        let shared = self.ask(Command::Directory).await?;
+        Ok(shared.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     /// Publishes raw bytes on the announcement topic, for tests that play a
@@ -334,5 +371,45 @@ impl Node {
     pub async fn shutdown(self) {
         // An error means the task has already ended.
         let _ = self.ask(Command::Shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Source;
+
+    fn entries(peers: usize, per_peer: usize) -> Vec<Arc<Entry>> {
+        (0..peers)
+            .map(|p| {
+                Arc::new(Entry {
+                    peer: Identity::generate().peer_id(),
+                    capabilities: (0..per_peer)
+                        .map(|c| format!("tool/t{c} n{p}@1.0.0 price={p}").parse().unwrap())
+                        .collect(),
+                    addrs: Vec::new(),
+                    seq: 1,
+                    last_seen_ms: 0,
+                    expires_at_ms: 0,
+                    source: Source::Gossip,
+                })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn many_offers_are_indexed_off_the_workers_alike() {
+        let many = entries(40, 32);
+        let n: usize = many.iter().map(|e| e.capabilities.len()).sum();
+        assert!(n > INDEX_INLINE_MAX, "this takes the blocking path");
+        let off = index(many.clone()).await.unwrap();
+        let inline = Offers::new(many.iter().map(|e| &**e));
+        let query: Query = "tool/t3 price<=20".parse().unwrap();
+        let (a, b) = (
+            off.rank(&Matcher::default(), &query),
+            inline.rank(&Matcher::default(), &query),
+        );
+        assert_eq!(a.len(), 21);
+        assert_eq!(a, b);
     }
 }

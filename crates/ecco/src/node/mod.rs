@@ -26,9 +26,10 @@ mod messaging;
 mod streaming;
 mod swarm;
 
+pub use crate::discovery::Found;
 pub use config::{Config, Discovery, Limits, SwarmKey, Transport, generate_swarm_key};
 pub use fetch::FetchError;
-pub use handle::{Event, Found, InboundRequest, Inbox, Node};
+pub use handle::{Event, InboundRequest, Inbox, Node};
 pub use messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 pub use streaming::{Closed, ReplySink, ReplyStream};
 

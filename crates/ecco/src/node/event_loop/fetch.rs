@@ -183,6 +183,9 @@ impl EventLoop {
                     Err(AnnouncementError::Stale { .. }) => {
                         Ok(self.gossip.directory.get(&peer).cloned())
                     }
+                    Err(AnnouncementError::DirectoryFull) => {
+                        Err(FetchError::DirectoryFull { peer })
+                    }
                     Err(e) => Err(FetchError::Invalid {
                         peer,
                         reason: e.to_string(),

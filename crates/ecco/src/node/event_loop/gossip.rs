@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ecco_core::{Capability, CapabilityDocument, Matcher, Query};
+use ecco_core::{Capability, CapabilityDocument};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 
 use super::EventLoop;
@@ -12,7 +12,7 @@ use crate::discovery::{
 };
 use crate::node::NodeError;
 use crate::node::config::Config;
-use crate::node::handle::{Event, Found};
+use crate::node::handle::Event;
 
 /// How often expiry is checked and a pending announcement is sent.
 pub(super) const TICK: Duration = Duration::from_millis(250);
@@ -24,7 +24,6 @@ pub(super) struct State {
     pub(super) mesh: String,
     topic: IdentTopic,
     pub(super) directory: Directory,
-    matcher: Matcher,
     /// What this node offers, validated once when set; `None` until then.
     pub(super) document: Option<CapabilityDocument>,
     /// Starts at the wall clock in ms so that it keeps growing across restarts.
@@ -49,7 +48,6 @@ impl State {
             mesh: config.mesh.clone(),
             topic,
             directory: Directory::new(config.limits.max_directory_peers),
-            matcher: Matcher::default(),
             document: None,
             seq: now_ms(),
             ttl: config.limits.announcement_ttl,
@@ -78,22 +76,6 @@ impl EventLoop {
         }
         self.publish_providers();
         Ok(())
-    }
-
-    pub(super) fn find(&mut self, query: &Query) -> Vec<Found> {
-        let matcher = self.gossip.matcher.clone();
-        let ranked = self.gossip.directory.rank(&matcher, query);
-        ranked
-            .iter()
-            .filter_map(|m| {
-                let peer = m.offer.agent.as_str().parse().ok()?;
-                Some(Found {
-                    peer,
-                    capability: m.offer.capability.clone(),
-                    score: m.score,
-                })
-            })
-            .collect()
     }
 
     pub(super) fn on_tick(&mut self) {
@@ -239,6 +221,8 @@ impl EventLoop {
         }
         match self.learn(announcement, Source::Gossip, now) {
             Ok(_) => MessageAcceptance::Accept,
+            // Valid, only not kept here: forwarded, since others may have room.
+            Err(AnnouncementError::DirectoryFull) => MessageAcceptance::Accept,
             Err(e) if e.is_misbehaviour() => MessageAcceptance::Reject,
             Err(_) => MessageAcceptance::Ignore,
         }

@@ -6,6 +6,7 @@ mod gossip;
 mod peers;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,8 +26,8 @@ use super::handle::{Event, InboundRequest};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use super::swarm;
 use crate::Identity;
-use crate::discovery::Entry;
-use ecco_core::{Capability, Query};
+use crate::discovery::{Entry, Offers, Snapshot};
+use ecco_core::Capability;
 
 /// How long `spawn` waits for each listener to report its address.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
@@ -55,11 +56,14 @@ pub(crate) enum Command {
         capabilities: Vec<Capability>,
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
-    Find {
-        query: Query,
-        reply: oneshot::Sender<Vec<super::handle::Found>>,
+    /// What ranking needs, without copying the directory in this task.
+    Offers(oneshot::Sender<Snapshot>),
+    /// Offers a caller indexed from a snapshot, for later rankings.
+    CacheOffers {
+        generation: u64,
+        offers: Arc<Offers>,
     },
-    Directory(oneshot::Sender<Vec<Entry>>),
+    Directory(oneshot::Sender<Vec<Arc<Entry>>>),
     Lookup {
         key: Vec<u8>,
         reply: dht::LookupReply,
@@ -296,11 +300,14 @@ impl EventLoop {
             } => {
                 let _ = reply.send(self.set_capabilities(capabilities));
             }
-            Command::Find { query, reply } => {
-                let _ = reply.send(self.find(&query));
+            Command::Offers(reply) => {
+                let _ = reply.send(self.gossip.directory.snapshot());
+            }
+            Command::CacheOffers { generation, offers } => {
+                self.gossip.directory.cache(generation, offers);
             }
             Command::Directory(reply) => {
-                let _ = reply.send(self.gossip.directory.entries().cloned().collect());
+                let _ = reply.send(self.gossip.directory.shared_entries());
             }
             Command::Lookup { key, reply } => self.start_lookup(key, reply),
             Command::Fetch { peer, reply } => self.start_fetch(
