@@ -56,6 +56,9 @@ async fn an_announcement_reaches_every_node_of_a_chain() {
             .major,
         2
     );
+    // Callers that meet the change together share one index.
+    let (x, y) = tokio::join!(nodes[3].offers(), nodes[3].offers());
+    assert!(std::sync::Arc::ptr_eq(&x.unwrap(), &y.unwrap()));
     // Rankings follow: the index built for the first `find` is not reused.
     let found = nodes[3]
         .find("llm/* +summarize".parse().unwrap())

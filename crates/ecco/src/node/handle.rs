@@ -1,10 +1,10 @@
 //! The handle callers hold, the inbox of inbound requests, and node events.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ecco_core::{Capability, Matcher, Query};
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{OnceCell, broadcast, mpsc, oneshot, watch};
 
 use super::NodeError;
 use super::config::Config;
@@ -42,7 +42,15 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     streams: streaming::Client,
+    /// The last index built from a snapshot, by generation of the
+    /// directory, shared by every clone of the handle. Once built it is the
+    /// one the node's task caches too (the same allocation); after a change
+    /// it is replaced by the next build.
+    indexing: Arc<Mutex<Option<(u64, Indexing)>>>,
 }
+
+/// One build of the directory's index, awaited by every caller that needs it.
+type Indexing = Arc<OnceCell<Arc<Offers>>>;
 
 /// Something that happened in the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +209,7 @@ impl Node {
                 max_request: l.max_request_bytes,
                 max_response: l.max_response_bytes,
             },
+            indexing: Arc::default(),
         };
         Ok((node, Inbox { rx: inbound_rx }))
     }
@@ -308,13 +317,37 @@ impl Node {
                 entries,
             } => (generation, entries),
         };
-        let offers = index(entries).await?;
-        // A full queue only means that the next query indexes again.
-        let _ = self.commands.try_send(Command::CacheOffers {
-            generation,
-            offers: Arc::clone(&offers),
-        });
-        Ok(offers)
+        // Callers that meet the same change share one build (if the one
+        // building gives up, another takes over with its own snapshot).
+        let cell = {
+            let mut slot = self
+                .indexing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*slot {
+                Some((g, cell)) if *g == generation => Arc::clone(cell),
+                _ => {
+                    let cell = Arc::new(OnceCell::new());
+                    *slot = Some((generation, Arc::clone(&cell)));
+                    cell
+                }
+            }
+        };
+        let mut built = false;
+        let offers = cell
+            .get_or_try_init(|| {
+                built = true;
+                index(entries)
+            })
+            .await?;
+        if built {
+            // A full queue only means that the next query indexes again.
+            let _ = self.commands.try_send(Command::CacheOffers {
+                generation,
+                offers: Arc::clone(offers),
+            });
+        }
+        Ok(Arc::clone(offers))
     }
 
     /// Finds providers for `query` in the DHT, fetches their capability
