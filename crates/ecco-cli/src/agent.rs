@@ -14,6 +14,9 @@ use crate::handlers::{self, Spec};
 use crate::mesh::{self, MeshArgs};
 use crate::output;
 
+/// The handler timeout when neither the flag nor the file gives one.
+const DEFAULT_HANDLER_TIMEOUT: &str = "30s";
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// A TOML file describing the agent (flags add to it and override it).
@@ -30,9 +33,11 @@ pub(crate) struct Args {
     /// The handler of the flags' capabilities: echo, exec:CMD or http:URL.
     #[arg(long, default_value = "echo")]
     handler: String,
-    /// Each request's deadline in the handler, such as 30s.
-    #[arg(long, default_value = "30s")]
-    handler_timeout: String,
+    /// Each request's deadline in the handler, such as 30s (default: the
+    /// file's, else 30s).
+    // No clap default: it would hide the file's value.
+    #[arg(long)]
+    handler_timeout: Option<String>,
     /// A registry to register with and heartbeat to (http:// or https://).
     #[arg(long, env = "ECCO_REGISTRY")]
     registry: Option<String>,
@@ -89,18 +94,9 @@ fn capability(text: &str) -> anyhow::Result<Capability> {
         .map_err(|e| anyhow::anyhow!("capability `{text}`: {e}"))
 }
 
-pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
-    let file: File = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " "))
-            })?
-        }
-        None => File::default(),
-    };
-    // Flags win over the file; lists add up.
+/// The node configuration and the handler timeout: flags win over the
+/// file; lists add up.
+fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
     let mut mesh_args = args.mesh.clone();
     if mesh_args.mesh.is_none() {
         mesh_args.mesh = file.mesh.clone();
@@ -117,10 +113,26 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
     }
     let config = mesh_args.config(Config::default())?;
     let timeout = duration(
-        file.handler_timeout
+        args.handler_timeout
             .as_deref()
-            .unwrap_or(&args.handler_timeout),
+            .or(file.handler_timeout.as_deref())
+            .unwrap_or(DEFAULT_HANDLER_TIMEOUT),
     )?;
+    Ok((config, timeout))
+}
+
+pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
+    let file: File = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " "))
+            })?
+        }
+        None => File::default(),
+    };
+    let (config, timeout) = settings(&args, &file)?;
 
     let mut offered: Vec<(Capability, Spec)> = Vec::new();
     for c in &file.capabilities {
@@ -186,4 +198,53 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         .context("cannot wait for Ctrl-C")?;
     agent.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn settled(flags: &[&str], file: &str) -> (Config, Duration) {
+        let args = Cli::try_parse_from(std::iter::once("agent").chain(flags.iter().copied()))
+            .unwrap()
+            .args;
+        settings(&args, &toml::from_str(file).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = "mesh = \"file\"\nmdns = true\nhandler_timeout = \"10s\"\n\
+                    listen = [\"/ip4/127.0.0.1/tcp/1\"]";
+        let flags = [
+            "--handler-timeout",
+            "5s",
+            "--mesh",
+            "flag",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/2",
+        ];
+        let (config, timeout) = settled(&flags, file);
+        assert_eq!(timeout, Duration::from_secs(5));
+        assert_eq!(config.mesh, "flag");
+        assert!(!config.discovery.mdns);
+        assert_eq!(config.listen, vec!["/ip4/127.0.0.1/tcp/2".parse().unwrap()]);
+
+        let (config, timeout) = settled(&[], file);
+        assert_eq!(timeout, Duration::from_secs(10));
+        assert_eq!(config.mesh, "file");
+        assert!(config.discovery.mdns);
+        assert_eq!(config.listen, vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()]);
+
+        let (_, timeout) = settled(&[], "");
+        assert_eq!(timeout, Duration::from_secs(30), "the default");
+    }
 }

@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use ecco::agent::Answered;
+use ecco::aggregation::Verdict;
 use ecco::{Aggregation, Selection};
 
 use crate::mesh::MeshArgs;
@@ -80,7 +81,39 @@ pub(crate) async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         .send(input)
         .await?;
     agent.shutdown().await;
-    print(&answered, json)
+    print(&answered, json)?;
+    // After the report, so that a script still gets it with the failure exit.
+    settled(&answered, args.min_agents)
+}
+
+/// Fails when the query reached no answer, or when fewer than `min_agents`
+/// agents answered because others failed.
+fn settled(answered: &Answered, min_agents: usize) -> anyhow::Result<()> {
+    let c = &answered.consensus;
+    match &c.verdict {
+        Verdict::Decided => {}
+        Verdict::NoConsensus {
+            agreement,
+            threshold,
+        } => bail!("no answer: no consensus (agreement {agreement:.2} is below {threshold:.2})"),
+        Verdict::AllFailed => {
+            let why = c
+                .failures
+                .first()
+                .map(|f| format!(" (the first: {})", f.failure))
+                .unwrap_or_default();
+            bail!("no answer: all {} agent(s) failed{why}", c.failures.len())
+        }
+        Verdict::NoResponses => bail!("no answer: no agent responded"),
+    }
+    let failed = c.failures.len();
+    // Agents still working when the answer was decided were cut short, not
+    // failed: they do not count against `min_agents`.
+    if answered.asked.len().saturating_sub(failed) < min_agents {
+        let ok = c.agents.iter().filter(|a| a.ok).count();
+        bail!("{ok} agent(s) answered and {failed} failed: fewer than --min-agents {min_agents}");
+    }
+    Ok(())
 }
 
 pub(crate) fn print(answered: &Answered, json: bool) -> anyhow::Result<()> {

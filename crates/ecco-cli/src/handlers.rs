@@ -11,8 +11,11 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStderr, ChildStdout};
 
 /// Largest answer read from a command or a URL (the node's answer limit).
 const MAX_ANSWER: usize = 8 * 1024 * 1024;
@@ -95,18 +98,22 @@ struct Exec {
 impl Handler for Exec {
     fn call(&self, call: Call) -> BoxFuture<'static, Result<Answer, HandlerError>> {
         let (command, timeout) = (self.command.clone(), self.timeout);
-        Box::pin(async move {
-            let input = request_json(&call).to_string();
-            let run = run_command(&command, input);
-            match tokio::time::timeout(timeout, run).await {
-                Ok(result) => result,
-                Err(_) => Err(HandlerError::failed(format!(
-                    "the handler command did not finish within {timeout:?}"
-                ))),
-            }
-        })
+        Box::pin(async move { run(&command, request_json(&call).to_string(), timeout).await })
     }
 }
+
+async fn run(command: &str, input: String, timeout: Duration) -> Result<Answer, HandlerError> {
+    match tokio::time::timeout(timeout, run_command(command, input)).await {
+        Ok(result) => result,
+        Err(_) => Err(HandlerError::failed(format!(
+            "the handler command did not finish within {timeout:?}"
+        ))),
+    }
+}
+
+/// The end of a failing command's stderr that its error message quotes (the
+/// end: where a traceback says what went wrong).
+const STDERR_KEPT: usize = 4096;
 
 async fn run_command(command: &str, input: String) -> Result<Answer, HandlerError> {
     let mut child = tokio::process::Command::new("sh")
@@ -115,29 +122,45 @@ async fn run_command(command: &str, input: String) -> Result<Answer, HandlerErro
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // A timed-out call drops the child: kill it rather than leave it running.
+        // Its own process group, so that a kill reaches a whole pipeline.
+        .process_group(0)
+        // The shell at least, should the group kill below not happen.
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| HandlerError::failed(format!("cannot run the handler command: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
+    // Declared after the child, so dropped before it (a timeout or a
+    // cancelled call drops this future): the group is killed while the shell
+    // is not yet reaped, so its id cannot have been reused.
+    let mut group = Group(child.id().and_then(|id| i32::try_from(id).ok()));
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(HandlerError::failed("the handler command has no pipes"));
+    };
+    // Fed while its output is read: a command may write before it has read
+    // all of its input (cat), and block when nobody reads.
+    let feed = async move {
         // A command that does not read its input is not an error.
         let _ = stdin.write_all(input.as_bytes()).await;
-    }
-    let mut stdout = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        out.take(MAX_ANSWER as u64 + 1)
-            .read_to_end(&mut stdout)
+        // Dropping stdin closes it: the command sees the end of its input.
+    };
+    let finish = async {
+        let (stdout, stderr) = tokio::try_join!(read_answer(stdout), read_tail(stderr))?;
+        let status = child
+            .wait()
             .await
-            .map_err(|e| HandlerError::failed(format!("reading the handler's output: {e}")))?;
-    }
-    let mut stderr = Vec::new();
-    if let Some(err) = child.stderr.take() {
-        let _ = err.take(4096).read_to_end(&mut stderr).await;
-    }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| HandlerError::failed(format!("waiting for the handler command: {e}")))?;
+            .map_err(|e| HandlerError::failed(format!("waiting for the handler command: {e}")))?;
+        Ok::<_, HandlerError>((stdout, stderr, status))
+    };
+    tokio::pin!(finish);
+    // Done when the output is: input left unread (a child of the command may
+    // keep stdin open) must not hold us; dropping the feed closes stdin.
+    let (stdout, stderr, status) = tokio::select! {
+        done = &mut finish => done,
+        () = feed => finish.await,
+    }?;
+    // The shell is reaped, so its id is free for reuse: no kill by it now.
+    group.0 = None;
     if !status.success() {
         let why = String::from_utf8_lossy(&stderr);
         return Err(HandlerError::failed(format!(
@@ -148,12 +171,56 @@ async fn run_command(command: &str, input: String) -> Result<Answer, HandlerErro
     answer(&stdout)
 }
 
+/// Kills a command's process group when dropped before the command is reaped.
+struct Group(Option<i32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(id) = self.0 {
+            // Already gone is fine.
+            let _ = killpg(Pid::from_raw(id), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Reads stdout to its end, failing as soon as it exceeds `MAX_ANSWER`.
+async fn read_answer(stdout: ChildStdout) -> Result<Vec<u8>, HandlerError> {
+    let mut bytes = Vec::new();
+    // One byte over the limit tells an oversized answer from a full one.
+    stdout
+        .take(MAX_ANSWER as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| HandlerError::failed(format!("reading the handler's output: {e}")))?;
+    if bytes.len() > MAX_ANSWER {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Reads stderr to its end, keeping its last `STDERR_KEPT` bytes: a command
+/// must never block on a full stderr pipe.
+async fn read_tail(mut stderr: ChildStderr) -> Result<Vec<u8>, HandlerError> {
+    let mut kept = Vec::new();
+    let mut chunk = vec![0; 16 * 1024];
+    // A read error only costs the error message its details.
+    while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
+        kept.extend_from_slice(&chunk[..n]);
+        if kept.len() > STDERR_KEPT {
+            kept.drain(..kept.len() - STDERR_KEPT);
+        }
+    }
+    Ok(kept)
+}
+
+fn too_large() -> HandlerError {
+    HandlerError::failed(format!("the handler's answer exceeds {MAX_ANSWER} bytes"))
+}
+
 /// Reads an answer body: JSON, at most `MAX_ANSWER` bytes.
 fn answer(bytes: &[u8]) -> Result<Answer, HandlerError> {
     if bytes.len() > MAX_ANSWER {
-        return Err(HandlerError::failed(format!(
-            "the handler's answer exceeds {MAX_ANSWER} bytes"
-        )));
+        return Err(too_large());
     }
     serde_json::from_slice(bytes)
         .map(Answer::new)
@@ -209,6 +276,76 @@ impl Handler for Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Far beyond what each command needs: reaching it means a deadlock.
+    const GENEROUS: Duration = Duration::from_secs(20);
+
+    async fn exec(command: &str, input: &str) -> Result<Value, String> {
+        run(command, input.to_owned(), GENEROUS)
+            .await
+            .map(|a| a.result)
+            .map_err(|e| e.message)
+    }
+
+    #[tokio::test]
+    async fn a_handler_may_write_much_to_stderr() {
+        let answer = exec("head -c 200000 /dev/zero >&2; echo 42", "{}").await;
+        assert_eq!(answer, Ok(json!(42)));
+    }
+
+    #[tokio::test]
+    async fn cat_echoes_a_large_request() {
+        let input = json!({ "payload": "x".repeat(300_000) }).to_string();
+        let answer = exec("cat", &input).await;
+        assert_eq!(answer, Ok(serde_json::from_str::<Value>(&input).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_at_once() {
+        // The sleep keeps the pipes open: only the size check ends it early.
+        let error = exec("head -c 9000000 /dev/zero; sleep 30", "{}")
+            .await
+            .unwrap_err();
+        assert!(error.contains("exceeds"), "{error}");
+    }
+
+    /// Whether `pid` runs (a zombie does not).
+    fn running(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| !s.starts_with(" Z"))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sleep.pid");
+        // The inner shell records its pid, then becomes the sleep.
+        let command = format!(
+            "sh -c 'echo $$ > {}; exec sleep 30' | cat",
+            pid_file.display()
+        );
+        let error = run(&command, "{}".into(), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            error.message.contains("did not finish"),
+            "{}",
+            error.message
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !running(pid),
+            "the pipeline's sleep {pid} outlived the timeout"
+        );
+    }
 
     #[test]
     fn specs_parse_or_say_why_not() {

@@ -40,6 +40,12 @@ enum Command {
     /// Lists the agents that match a capability query, with their scores.
     Discover(discover::Args),
     /// Asks matching agents and prints the aggregated answer.
+    #[command(
+        after_help = "Exit status: 0 with an answer; 1 without one (every agent \
+        failed, none responded, or no consensus), when fewer than --min-agents answered, \
+        or on any other error; 2 on a usage error. The report, --json included, is \
+        printed whenever the query ran."
+    )]
     Ask(ask::Args),
     /// A local mesh of six agents, every strategy, and what happened.
     Demo(demo::Args),

@@ -257,6 +257,55 @@ fn first_response_answers_at_the_fastest_agents_pace() {
     );
 }
 
+/// No answer, or fewer answers than `--min-agents`, is a failure exit; the
+/// JSON report is still printed.
+#[test]
+fn ask_without_an_answer_fails() {
+    let broken = agent("calc/div broken@1.0.0", "exec:exit 1", None);
+    let asked = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "ask",
+            "calc/div",
+            "--input",
+            "[1, 0]",
+            "--no-mdns",
+            "--bootstrap",
+            &broken.addr,
+        ];
+        args.extend_from_slice(extra);
+        let out = ecco(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{extra:?} succeeded: {stderr}");
+        assert!(
+            stderr
+                .trim_end()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .starts_with("error: "),
+            "{stderr}"
+        );
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{extra:?}: no JSON report ({e}): {stderr}"));
+        (report, stderr)
+    };
+    let (report, stderr) = asked(&[]);
+    assert_eq!(
+        report["consensus"]["verdict"]["kind"], "all_failed",
+        "{report}"
+    );
+    assert!(
+        stderr.contains("no answer") && stderr.contains("exit status: 1"),
+        "{stderr}"
+    );
+
+    let _working = agent("calc/div working@1.0.0", &exec("0"), Some(&broken));
+    let (report, stderr) = asked(&["--select", "all", "--candidates", "2", "--min-agents", "2"]);
+    assert_eq!(report["consensus"]["answer"], 0, "{report}");
+    assert!(stderr.contains("--min-agents 2"), "{stderr}");
+}
+
 /// Every bad input gives one error line on stderr (after any warnings the
 /// logs print) and a non-zero exit, never a panic.
 #[test]

@@ -31,9 +31,9 @@ pub struct Receipt {
     pub agent: String,
     /// The client it served (the only one that may rate it).
     pub client: String,
-    /// A random id for the interaction, unique per agent.
+    /// A random id for the interaction, unique per agent (1 to 64 bytes, no NUL).
     pub interaction: String,
-    /// The capability type the request named.
+    /// The capability type the request named (1 to 128 bytes, no NUL).
     pub capability: String,
     /// When the agent answered, Unix milliseconds.
     pub issued_at_ms: i64,
@@ -88,11 +88,23 @@ impl Receipt {
             .client
             .parse()
             .map_err(|_| ReceiptError::Malformed("client is not a peer id"))?;
-        if self.interaction.is_empty() || self.interaction.len() > MAX_INTERACTION_LEN {
-            return Err(ReceiptError::Malformed("interaction must be 1 to 64 bytes"));
+        // PostgreSQL cannot store NUL in TEXT; refused here so that every
+        // backend answers alike.
+        if self.interaction.is_empty()
+            || self.interaction.len() > MAX_INTERACTION_LEN
+            || self.interaction.contains('\0')
+        {
+            return Err(ReceiptError::Malformed(
+                "interaction must be 1 to 64 bytes, without NUL",
+            ));
         }
-        if self.capability.is_empty() || self.capability.len() > MAX_CAPABILITY_LEN {
-            return Err(ReceiptError::Malformed("capability must be 1 to 128 bytes"));
+        if self.capability.is_empty()
+            || self.capability.len() > MAX_CAPABILITY_LEN
+            || self.capability.contains('\0')
+        {
+            return Err(ReceiptError::Malformed(
+                "capability must be 1 to 128 bytes, without NUL",
+            ));
         }
         if self.issued_at_ms < 0 {
             return Err(ReceiptError::Malformed("issued_at_ms must not be negative"));

@@ -235,6 +235,179 @@ async fn bad_input_gets_clear_4xx_answers() {
     }
 }
 
+#[tokio::test]
+async fn an_oversized_capability_document_is_refused_and_nothing_is_stored() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    let (small, big) = (Identity::generate(), Identity::generate());
+    register(&router, &small, "small", &["llm/chat"]).await;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "name": "big",
+        "capabilities": oversized_document(),
+        "addresses": [],
+    }))
+    .unwrap();
+    let (status, error) = send(&router, signed(&big, "PUT", &path(&big), &body)).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+        "{error}"
+    );
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("262144"), "{message}");
+    assert_eq!(
+        send(&router, get(&path(&big))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, page) = send(&router, get("/v1/agents")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1, "{page}");
+}
+
+/// Rows the registry cannot read back (stored before registrations were
+/// size-checked, or damaged) are skipped: one must not fail every read.
+async fn unreadable_rows_leave_the_catalog_working(url: &str) {
+    let config = Config {
+        database_url: url.to_owned(),
+        ..Config::ephemeral()
+    };
+    let (app, router) = registry(config).await;
+    let (good, big, broken) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    register(&router, &good, "good", &["llm/chat"]).await;
+    register(&router, &big, "big", &["llm/chat"]).await;
+    register(&router, &broken, "broken", &["llm/chat"]).await;
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    let oversized = serde_json::to_string(&oversized_document()).unwrap();
+    for (who, document) in [(&big, oversized.as_str()), (&broken, "not json")] {
+        sqlx::query("UPDATE agents SET document = $1 WHERE peer_id = $2")
+            .bind(document)
+            .bind(who.peer_id().to_base58())
+            .execute(&raw)
+            .await
+            .unwrap();
+    }
+    raw.close().await;
+    app.catalog_changed().await;
+
+    let (status, page) = send(&router, get("/v1/agents")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["name"], "good");
+    let (status, overview) = send(&router, get("/v1/analytics/overview")).await;
+    assert_eq!(status, StatusCode::OK, "{overview}");
+    assert_eq!(overview["registered"], 1);
+    for who in [&big, &broken] {
+        assert_eq!(
+            send(&router, get(&path(who))).await.0,
+            StatusCode::NOT_FOUND
+        );
+        // A 404 makes the agent's SDK register again, which repairs the row.
+        let beat = signed(who, "POST", &format!("{}/heartbeat", path(who)), b"");
+        assert_eq!(send(&router, beat).await.0, StatusCode::NOT_FOUND);
+    }
+    register(&router, &broken, "broken", &["llm/chat"]).await;
+    let (_, page) = send(&router, get("/v1/agents")).await;
+    assert_eq!(page["total"], 2, "{page}");
+}
+
+#[tokio::test]
+async fn sqlite_skips_unreadable_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    unreadable_rows_leave_the_catalog_working(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_skips_unreadable_rows() {
+    let Some(database) = TempDatabase::create("unreadable").await else {
+        return;
+    };
+    unreadable_rows_leave_the_catalog_working(&database.url).await;
+}
+
+/// A receipt `agent` signed for `client` with this interaction id and
+/// capability (`Receipt::issue` picks the id itself).
+fn receipt_with(
+    agent: &Identity,
+    client: &Identity,
+    interaction: &str,
+    capability: &str,
+) -> Receipt {
+    use base64::Engine as _;
+    let issued_at_ms = now_ms();
+    let signed_text = format!(
+        "{}\n{}\n{interaction}\n{capability}\n{issued_at_ms}",
+        agent.peer_id(),
+        client.peer_id()
+    );
+    let signature = agent.sign(ecco_registry::receipt::DOMAIN, signed_text.as_bytes());
+    Receipt {
+        agent: agent.peer_id().to_base58(),
+        client: client.peer_id().to_base58(),
+        interaction: interaction.to_owned(),
+        capability: capability.to_owned(),
+        issued_at_ms,
+        signature: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
+    }
+}
+
+/// PostgreSQL cannot store a NUL in TEXT; SQLite can. Both refuse it up
+/// front, with the same 422.
+async fn nul_bytes_are_refused_before_storage(url: &str) {
+    let config = Config {
+        database_url: url.to_owned(),
+        ..Config::ephemeral()
+    };
+    let (_, router) = registry(config).await;
+    let (agent, client) = (Identity::generate(), Identity::generate());
+    register(&router, &agent, "agent", &["llm/chat"]).await;
+    let good = receipt_with(&agent, &client, "fine", "llm/chat");
+    assert!(good.verify().is_ok(), "the test signs receipts right");
+    for (interaction, capability) in [("in\0side", "llm/chat"), ("fine", "llm/\0chat")] {
+        let receipt = receipt_with(&agent, &client, interaction, capability);
+        let body = feedback(&receipt, true, Some(5));
+        let (status, error) = send(&router, signed(&client, "POST", "/v1/feedback", &body)).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+            "{interaction:?} {capability:?}: {error}"
+        );
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains("NUL"),
+            "{error}"
+        );
+    }
+    let mut named = serde_json::to_value(registration("na\0me", &["llm/chat"])).unwrap();
+    named["addresses"] = json!([]);
+    let body = serde_json::to_vec(&named).unwrap();
+    let (status, error) = send(&router, signed(&agent, "PUT", &path(&agent), &body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let (status, list) = send(&router, get(&format!("{}/feedback", path(&agent)))).await;
+    assert_eq!(
+        (status, &list["total"]),
+        (StatusCode::OK, &json!(0)),
+        "{list}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_refuses_nul_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    nul_bytes_are_refused_before_storage(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_refuses_nul_bytes() {
+    let Some(database) = TempDatabase::create("nul").await else {
+        return;
+    };
+    nul_bytes_are_refused_before_storage(&database.url).await;
+}
+
 fn feedback(receipt: &Receipt, success: bool, rating: Option<u8>) -> Vec<u8> {
     serde_json::to_vec(
         &json!({"receipt": receipt, "success": success, "latency_ms": 120, "rating": rating}),
@@ -597,6 +770,47 @@ async fn metrics_move_and_the_openapi_document_lists_every_route() {
             "{reference} does not resolve"
         );
     }
+}
+
+/// Every label of the request metrics comes from a fixed set: extension
+/// methods and unknown paths cannot add series without end.
+#[tokio::test]
+async fn request_metrics_have_bounded_labels() {
+    let (_, router) = registry(Config::ephemeral()).await;
+    for i in 0..40 {
+        for uri in ["/v1/agents".to_owned(), format!("/nowhere/{i}")] {
+            let request = Request::builder()
+                .method(format!("X-METHOD-{i}").as_str())
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            send(&router, request).await;
+        }
+    }
+    send(&router, get("/v1/agents")).await;
+    let (_, text) = send(&router, get("/metrics")).await;
+    let text = text.as_str().unwrap();
+    let values = |label: &str| -> std::collections::BTreeSet<String> {
+        text.split(&format!("{label}=\""))
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let methods = values("method");
+    assert!(
+        methods.contains("GET") && methods.contains("other"),
+        "{methods:?}"
+    );
+    let known = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+    ];
+    assert!(
+        methods.iter().all(|m| known.contains(&m.as_str())),
+        "{methods:?}"
+    );
+    let routes = values("route");
+    assert!(routes.iter().all(|r| !r.contains("nowhere")), "{routes:?}");
 }
 
 #[tokio::test]

@@ -12,6 +12,11 @@
 //! - **after a change**: the first ranking after the directory changed: the
 //!   node's task hands out its entries shared, the caller indexes and ranks.
 //!
+//! A second table checks the directory's memory estimate
+//! ([`Entry::footprint_of`], which `Limits::max_directory_bytes` bounds)
+//! against the heap actually allocated, counted by this binary's allocator,
+//! for ordinary documents and for shapes built to unfold in memory.
+//!
 //! Run: `cargo bench -p ecco --bench directory`; `ECCO_BENCH_QUICK=1` for a
 //! smoke run. No I/O: the directory is filled with unsigned announcements,
 //! as the node's task would after verifying them.
@@ -19,9 +24,12 @@
 // A benchmark binary reports on stdout and may panic on failure.
 #![allow(clippy::print_stdout)]
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use cap::Cap;
 
 use ecco::discovery::{Announcement, Directory, Entry, Offers, Snapshot, Source};
 use ecco::{CapabilityDocument, PeerId, agent_id};
@@ -29,41 +37,160 @@ use ecco_core::{Matcher, Offer, Query};
 
 const NOW: u64 = 1_800_000_000_000;
 
-/// A directory of `peers` entries with three capabilities each, a tenth of
-/// which the benchmark's query admits.
+/// Counts the bytes allocated and not yet freed.
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+/// The three capabilities of peer `i` in the ranking benchmark, a tenth of
+/// which its query admits.
+fn typical(i: usize) -> Vec<String> {
+    vec![
+        format!(
+            "llm/chat m{i}@1.{}.0 +summarize{} price=0.0{} context_window={}",
+            i % 7,
+            if i.is_multiple_of(10) { " +french" } else { "" },
+            1 + i % 9,
+            8_000 * (1 + i % 8)
+        ),
+        format!("tool/translate t{i}@1.0.0 +french price=0.001 region=eu"),
+        format!("vision/ocr o{i}@2.0.0 +pdf latency_ms={}", 100 + i % 500),
+    ]
+}
+
+/// A directory of `peers` entries with three capabilities each.
 fn directory(peers: usize) -> Directory {
-    let mut d = Directory::new(peers);
+    fill(peers, &[], |i| parse(&typical(i)))
+}
+
+fn parse(caps: &[String]) -> Vec<ecco::Capability> {
+    caps.iter()
+        .map(|c| c.parse().expect("a capability"))
+        .collect()
+}
+
+/// A directory of `peers` entries, peer `i` offering `capabilities(i)` at `addrs`.
+fn fill(
+    peers: usize,
+    addrs: &[ecco::Multiaddr],
+    mut capabilities: impl FnMut(usize) -> Vec<ecco::Capability>,
+) -> Directory {
+    let mut d = Directory::new(peers, usize::MAX);
     for i in 0..peers {
-        let caps = [
-            format!(
-                "llm/chat m{i}@1.{}.0 +summarize{} price=0.0{} context_window={}",
-                i % 7,
-                if i % 10 == 0 { " +french" } else { "" },
-                1 + i % 9,
-                8_000 * (1 + i % 8)
-            ),
-            format!("tool/translate t{i}@1.0.0 +french price=0.001 region=eu"),
-            format!("vision/ocr o{i}@2.0.0 +pdf latency_ms={}", 100 + i % 500),
-        ];
-        let document = CapabilityDocument::new(
-            caps.iter()
-                .map(|c| c.parse().expect("a capability"))
-                .collect(),
-        )
-        .expect("a document");
+        let document = CapabilityDocument::new(capabilities(i)).expect("a document");
         let announcement = Announcement {
             peer: PeerId::random(),
             mesh: "ecco".into(),
             seq: 1,
             issued_at_ms: NOW,
             ttl_secs: 300,
-            addrs: Vec::new(),
+            addrs: addrs.to_vec(),
             document,
         };
         d.apply(announcement, Source::Gossip, NOW)
             .expect("room for every peer");
     }
     d
+}
+
+/// A kind of document: what it is, for how many peers, and peer `i`'s.
+type Shape = (
+    &'static str,
+    usize,
+    Box<dyn Fn(usize) -> Vec<ecco::Capability>>,
+);
+
+/// Documents built to take much more memory than their size on the wire,
+/// each as large as the limits allow, and `peers` of them.
+fn unfolding() -> Vec<Shape> {
+    let with_metadata = |i: usize, c: usize, metadata: serde_json::Value| {
+        ecco::Capability::builder("tool/x", format!("n{i}x{c}"), "1.0.0")
+            .metadata(metadata)
+            .expect("metadata within bounds")
+            .build()
+            .expect("a capability")
+    };
+    vec![
+        (
+            "30 capabilities, metadata: 4,000 zeros each",
+            20,
+            Box::new(move |i| {
+                (0..30)
+                    .map(|c| with_metadata(i, c, serde_json::json!({ "v": vec![0; 4_000] })))
+                    .collect()
+            }),
+        ),
+        (
+            "30 capabilities, metadata: 1,000 one-key objects each",
+            20,
+            Box::new(move |i| {
+                (0..30)
+                    .map(|c| {
+                        let objects: Vec<serde_json::Value> = (0..1_000)
+                            .map(|k| serde_json::json!({ "k": k % 10 }))
+                            .collect();
+                        with_metadata(i, c, serde_json::json!({ "v": objects }))
+                    })
+                    .collect()
+            }),
+        ),
+        (
+            "64 capabilities, 64 features and 32 constraints each, short names",
+            50,
+            Box::new(|i| {
+                (0..64)
+                    .map(|c| {
+                        let features: String = (0..64).map(|f| format!(" +f{f}")).collect();
+                        let constraints: String = (0..32).map(|k| format!(" k{k}={k}")).collect();
+                        format!("t/x n{i}x{c}@1.0.0{features}{constraints}")
+                            .parse()
+                            .expect("a capability")
+                    })
+                    .collect()
+            }),
+        ),
+    ]
+}
+
+/// The directory's heap, and its index's, against the estimate it counts.
+fn memory(quick: bool) {
+    println!(
+        "\n| documents | peers | estimate (`Directory::bytes`) | directory's heap | heap / estimate | index's heap | index / estimate |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let typical_peers = if quick { 1_000 } else { 10_000 };
+    let mut shapes: Vec<Shape> = vec![(
+        "3 capabilities (the ranking benchmark's)",
+        typical_peers,
+        Box::new(|i| parse(&typical(i))),
+    )];
+    shapes.extend(unfolding());
+    let addrs: Vec<ecco::Multiaddr> = vec![
+        "/ip4/192.0.2.1/tcp/4001".parse().expect("an address"),
+        "/ip4/192.0.2.1/udp/4001/quic-v1"
+            .parse()
+            .expect("an address"),
+    ];
+    for (name, peers, capabilities) in shapes {
+        // Everything the directory keeps is counted: what building the
+        // documents leaves behind is exactly what the directory holds.
+        let before = ALLOCATOR.allocated();
+        let mut d = fill(peers, &addrs, &capabilities);
+        let held = ALLOCATOR.allocated().saturating_sub(before);
+        let before = ALLOCATOR.allocated();
+        let offers = d.offers();
+        let index = ALLOCATOR.allocated().saturating_sub(before);
+        let estimate = d.bytes();
+        let mib = |b: usize| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        println!(
+            "| {name} | {peers} | {} | {} | {:.2} | {} | {:.2} |",
+            mib(estimate),
+            mib(held),
+            held as f64 / estimate as f64,
+            mib(index),
+            index as f64 / estimate as f64
+        );
+        drop(offers);
+    }
 }
 
 /// The times of one ranking, split by task.
@@ -227,4 +354,5 @@ fn main() {
             );
         }
     }
+    memory(quick);
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{caps, entry, expired, learned, learned_all, link, node};
-use ecco::discovery::{Announcement, Source};
+use ecco::discovery::{Announcement, Entry, Source};
 use ecco::node::{Config, FetchError, Node};
 use ecco::{CapabilityDocument, Identity};
 
@@ -194,6 +194,45 @@ async fn a_peers_document_can_be_fetched() {
     ));
 }
 
+/// Fetches in a loop do not each cost a signature: the sequence numbers,
+/// which start at the clock in ms, must not run ahead of it (a restarted
+/// node would be ignored as stale until the clock caught up).
+#[tokio::test]
+async fn fetches_in_a_loop_do_not_each_sign_an_announcement() {
+    let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let a = node(&a_id).await;
+    let mut quiet = Config::memory();
+    quiet.discovery.announcements = false;
+    let (b, _) = Node::spawn(&b_id, quiet).await.unwrap();
+    a.set_capabilities(caps(&["tool/x n@1.0.0"])).await.unwrap();
+    link(&b, &a).await;
+    let started = std::time::Instant::now();
+    let first = b
+        .fetch_capabilities(a_id.peer_id())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
+    const FETCHES: u64 = 30;
+    for _ in 0..FETCHES {
+        b.fetch_capabilities(a_id.peer_id()).await.unwrap().unwrap();
+    }
+    let last = entry(&b.directory().await.unwrap(), a_id.peer_id())
+        .unwrap()
+        .seq;
+    // At most one new signature a second.
+    let signed = last - first;
+    assert!(
+        signed <= started.elapsed().as_secs() + 1 && signed < FETCHES,
+        "{signed} announcements signed for {FETCHES} fetches in {:?}",
+        started.elapsed()
+    );
+    // A change is never answered with the old document.
+    a.set_capabilities(caps(&["tool/x n@2.0.0"])).await.unwrap();
+    let fetched = b.fetch_capabilities(a_id.peer_id()).await.unwrap().unwrap();
+    assert_eq!(fetched.capabilities[0].version().major, 2);
+}
+
 /// A node whose directory is full keeps what it holds, but a valid
 /// announcement it has no room for is still no fault of its sender: it is
 /// forwarded, and the sender keeps its standing.
@@ -247,6 +286,77 @@ async fn a_full_directory_forwards_and_does_not_penalise() {
         c.fetch_capabilities(b_id.peer_id()).await,
         Err(FetchError::DirectoryFull { peer }) if peer == b_id.peer_id()
     ));
+}
+
+/// Capabilities whose entry takes about `n` × 400 bytes.
+fn bulky(name: &str, n: usize) -> Vec<ecco::Capability> {
+    (0..n)
+        .map(|i| {
+            format!("tool/{name} {name}{i}@1.0.0 +a_feature_of_some_length_{i} region=europe-west")
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Peers with large documents cannot make a node hold more than its byte
+/// budget: a newcomer evicts entries closer to expiry, and subscribers hear
+/// of it; one that does not fit is not kept.
+#[tokio::test]
+async fn a_directory_bounded_in_bytes_evicts_and_says_so() {
+    let (a_id, b_id, c_id, e_id) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    let (a_caps, b_caps, e_caps) = (bulky("a", 10), bulky("b", 40), bulky("e", 60));
+    // Without addresses: a memory-transport address or two take a few
+    // dozen bytes.
+    let size = |caps: &[ecco::Capability]| Entry::footprint_of(caps, &[]);
+    let (a_len, b_len) = (size(&a_caps), size(&b_caps));
+    // Room for B and its addresses, not for A too.
+    let budget = b_len + 256;
+    assert!(a_len > 256 && a_len <= budget);
+    assert!(size(&e_caps) > budget);
+    let gossip = || {
+        let mut config = Config::memory();
+        config.discovery.dht = false;
+        config
+    };
+    let mut small = gossip();
+    small.limits.max_directory_bytes = budget;
+    let (c, _) = Node::spawn(&c_id, small).await.unwrap();
+    // A's announcements expire before B's: B may take A's room.
+    let mut brief = gossip();
+    brief.limits.announcement_ttl = Duration::from_secs(60);
+    let (a, _) = Node::spawn(&a_id, brief).await.unwrap();
+    let (b, _) = Node::spawn(&b_id, gossip()).await.unwrap();
+    let (e, _) = Node::spawn(&e_id, gossip()).await.unwrap();
+
+    let mut at_c = c.subscribe();
+    a.set_capabilities(a_caps).await.unwrap();
+    link(&c, &a).await;
+    learned(&mut at_c, a_id.peer_id()).await;
+    b.set_capabilities(b_caps).await.unwrap();
+    link(&b, &c).await;
+    expired(&mut at_c, a_id.peer_id()).await;
+    learned(&mut at_c, b_id.peer_id()).await;
+    let held = c.directory().await.unwrap();
+    assert_eq!(held.len(), 1);
+    let kept = entry(&held, b_id.peer_id()).unwrap();
+    assert!(kept.footprint >= b_len && kept.footprint <= budget);
+
+    // Larger than the whole budget: valid, never kept.
+    e.set_capabilities(e_caps).await.unwrap();
+    link(&e, &c).await;
+    assert!(matches!(
+        c.fetch_capabilities(e_id.peer_id()).await,
+        Err(FetchError::DirectoryFull { peer }) if peer == e_id.peer_id()
+    ));
+    let held = c.directory().await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(entry(&held, b_id.peer_id()).is_some());
 }
 
 #[tokio::test]

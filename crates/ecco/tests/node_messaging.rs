@@ -202,6 +202,41 @@ async fn private_meshes_keep_strangers_out() {
     assert_eq!(a.connected_peers().await.unwrap(), vec![member.peer_id()]);
 }
 
+/// A listener that accepts TCP connections and never says a word is given
+/// up on after `Limits::handshake_timeout`, not after libp2p's default.
+#[tokio::test]
+async fn a_silent_listener_is_given_up_after_the_handshake_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let mut config = Config::loopback();
+    config.limits.handshake_timeout = Duration::from_millis(500);
+    let (a, _) = node(config).await;
+    let started = std::time::Instant::now();
+    let dialled = tokio::time::timeout(
+        Duration::from_secs(30),
+        a.dial(format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()),
+    )
+    .await
+    .expect("the dial ends");
+    assert!(
+        matches!(dialled, Err(NodeError::Dial { .. })),
+        "{dialled:?}"
+    );
+    // Far below libp2p's default of 10 s, far above 500 ms on a busy machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
+
 #[tokio::test]
 async fn quic_is_refused_in_a_private_mesh() {
     let config = Config {

@@ -13,7 +13,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `{"schema": 1, "capabilities": [...]}`.
 ///
 /// Decoding checks the byte size before parsing, the schema version, the
-/// number of capabilities and every capability.
+/// number of capabilities and every capability. Every document, however
+/// built or decoded (JSON, CBOR), encodes to at most
+/// [`limits::MAX_DOCUMENT_BYTES`] of compact JSON: each capability may be
+/// within its own bounds while all of them together are not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawDocument")]
 pub struct CapabilityDocument {
@@ -72,7 +75,9 @@ impl Default for CapabilityDocument {
 }
 
 impl CapabilityDocument {
-    /// Bundles capabilities, checking their number and that no two share type, name and version.
+    /// Bundles capabilities, checking their number, that no two share type,
+    /// name and version, and that together they encode to at most
+    /// [`limits::MAX_DOCUMENT_BYTES`] of compact JSON.
     pub fn new(capabilities: Vec<Capability>) -> Result<Self, ValidationError> {
         validate::count(
             "capabilities",
@@ -90,10 +95,39 @@ impl CapabilityDocument {
                 ));
             }
         }
-        Ok(Self {
+        let document = Self {
             schema: SCHEMA_VERSION,
             capabilities,
-        })
+        };
+        let len = document.json_len();
+        if len > limits::MAX_DOCUMENT_BYTES {
+            return Err(ValidationError::new(
+                "document",
+                Invalid::TooLong {
+                    len,
+                    max: limits::MAX_DOCUMENT_BYTES,
+                },
+            ));
+        }
+        Ok(document)
+    }
+
+    /// The size of its compact JSON encoding, counted without building it.
+    pub fn json_len(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // As in `to_json_vec`: serializing a document cannot fail.
+        let _ = serde_json::to_writer(&mut count, self);
+        count.0
     }
 
     /// The capabilities.
@@ -133,6 +167,36 @@ mod tests {
         Capability::builder("llm/chat", name, "1.0.0")
             .build()
             .unwrap()
+    }
+
+    /// 33 capabilities, each within its own bounds (8 KB of metadata),
+    /// over the document's 256 KiB together.
+    fn too_much() -> Vec<Capability> {
+        (0..33)
+            .map(|i| {
+                Capability::builder("tool/x", format!("n{i}"), "1.0.0")
+                    .metadata(serde_json::json!({ "text": "x".repeat(8_000) }))
+                    .unwrap()
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_size_bound_holds_however_a_document_is_made() {
+        let e = CapabilityDocument::new(too_much()).unwrap_err();
+        assert!(e.to_string().contains("262144"), "{e}");
+        // The same capabilities, hand-encoded: JSON through serde (not
+        // `from_json_slice`, which would refuse the bytes first) and CBOR.
+        let raw = serde_json::json!({ "schema": 1, "capabilities": too_much() });
+        assert!(serde_json::from_value::<CapabilityDocument>(raw.clone()).is_err());
+        let cbor = cbor4ii::serde::to_vec(Vec::new(), &raw).unwrap();
+        assert!(cbor4ii::serde::from_slice::<CapabilityDocument>(&cbor).is_err());
+        // One fewer fits, and its length is counted exactly.
+        let fits = CapabilityDocument::new(too_much()[..32].to_vec()).unwrap();
+        assert_eq!(fits.json_len(), fits.to_json_vec().len());
+        assert!(fits.json_len() <= limits::MAX_DOCUMENT_BYTES);
     }
 
     #[test]

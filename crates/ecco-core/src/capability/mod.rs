@@ -8,6 +8,7 @@
 //! the wire.
 
 mod document;
+mod footprint;
 mod kind;
 mod model;
 mod offer;

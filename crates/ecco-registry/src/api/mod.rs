@@ -77,7 +77,8 @@ pub fn router(app: App) -> Router {
 /// Counts and times every request by route.
 async fn observe(State(app): State<App>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = request.method().clone();
+    // The route template, never the raw path, keeps the label set bounded.
     let route = request
         .extensions()
         .get::<MatchedPath>()

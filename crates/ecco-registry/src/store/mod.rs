@@ -278,7 +278,7 @@ impl Store {
     }
 
     /// Records a heartbeat; the agent as now stored, or `None` if it is not
-    /// registered.
+    /// registered (or its row is unreadable: registering again repairs it).
     ///
     /// # Errors
     /// [`StoreError`].
@@ -299,13 +299,15 @@ impl Store {
         let update = sqlx::query(&sql).bind(peer_id).bind(now).bind(addresses);
         if self.minute_recorded(peer_id, now) {
             let row = update.fetch_optional(&self.pool).await?;
-            return row.map(|row| agent_row(&row)).transpose();
+            return Ok(row.map(|row| readable(&row)).transpose()?.flatten());
         }
         let mut tx = self.begin_write().await?;
         let Some(row) = update.fetch_optional(&mut *tx).await? else {
             return Ok(None);
         };
-        let agent = agent_row(&row)?;
+        let Some(agent) = readable(&row)? else {
+            return Ok(None);
+        };
         insert_activity(&mut tx, peer_id, now).await?;
         tx.commit().await?;
         self.record_minute(peer_id, now);
@@ -340,7 +342,7 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// One registered agent.
+    /// One registered agent (`None` if its row is unreadable).
     ///
     /// # Errors
     /// [`StoreError`].
@@ -352,10 +354,10 @@ impl Store {
             .bind(peer_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| agent_row(&row)).transpose()
+        Ok(row.map(|row| readable(&row)).transpose()?.flatten())
     }
 
-    /// Every registered agent, by peer id.
+    /// Every registered agent, by peer id (skipping unreadable rows).
     ///
     /// # Errors
     /// [`StoreError`].
@@ -364,7 +366,9 @@ impl Store {
             "SELECT {AGENT_COLUMNS} FROM agents WHERE deregistered_at IS NULL ORDER BY peer_id"
         );
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(agent_row).collect()
+        rows.iter()
+            .filter_map(|row| readable(row).transpose())
+            .collect()
     }
 
     /// Stores a feedback report; `false` if this rater already reported this
@@ -561,6 +565,19 @@ async fn insert_activity(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// An agent row, or `None` (logged) when it cannot be read back, so that one
+/// bad row reads as unregistered instead of failing every catalog load.
+fn readable(row: &sqlx::any::AnyRow) -> Result<Option<AgentRow>, StoreError> {
+    match agent_row(row) {
+        Ok(agent) => Ok(Some(agent)),
+        Err(StoreError::Corrupt { peer_id, reason }) => {
+            tracing::warn!(%peer_id, %reason, "skipping an unreadable agent row");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn agent_row(row: &sqlx::any::AnyRow) -> Result<AgentRow, StoreError> {

@@ -100,6 +100,30 @@ pub fn registration(name: &str, capabilities: &[&str]) -> Registration {
     }
 }
 
+/// The JSON of a capability document whose every capability is within its
+/// limits but which is over `MAX_DOCUMENT_BYTES` in all (no
+/// `CapabilityDocument` can hold it), while a registration carrying it still
+/// fits the default body limit.
+pub fn oversized_document() -> serde_json::Value {
+    let blob = "x".repeat(8_100);
+    let capabilities: Vec<Capability> = (0..33)
+        .map(|i| {
+            Capability::builder("llm/chat", format!("big{i}"), "1.0.0")
+                .meta("blob", blob.as_str())
+                .build()
+                .expect("each capability is within its limits")
+        })
+        .collect();
+    let document = serde_json::json!({ "schema": 1, "capabilities": capabilities });
+    let len = serde_json::to_vec(&document).unwrap().len();
+    assert!(
+        len > ecco_core::limits::MAX_DOCUMENT_BYTES
+            && len + 1024 < Config::default().max_body_bytes,
+        "{len} bytes"
+    );
+    document
+}
+
 /// `llm/chat +x` as `llm/chat model@1.0.0 +x`: tests name only what matters.
 fn with_version(text: &str) -> String {
     if text.contains('@') {

@@ -1,7 +1,8 @@
 //! The local capability directory: which peer offers what, where, since when,
 //! and how it was learned. The matcher ranks what it holds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use ecco_core::{Capability, Matcher, Query};
@@ -42,6 +43,26 @@ pub struct Entry {
     pub expires_at_ms: u64,
     /// How it was learned.
     pub source: Source,
+    /// Approximately how many bytes of memory the entry takes
+    /// ([`Entry::footprint_of`]): what the directory's byte budget counts.
+    pub footprint: usize,
+}
+
+impl Entry {
+    /// Approximately how many bytes of memory an entry of these
+    /// capabilities and addresses takes in a [`Directory`], its map slot and
+    /// shared pointer included ([`Capability::footprint`] for each capability).
+    pub fn footprint_of(capabilities: &[Capability], addrs: &[Multiaddr]) -> usize {
+        // The map's key and pointer, the Arc's counts, the entry itself.
+        const SLOT: usize = size_of::<PeerId>() + size_of::<Arc<Entry>>() + 16;
+        SLOT + size_of::<Entry>()
+            + capabilities.iter().map(Capability::footprint).sum::<usize>()
+            // A multiaddr is a shared vector of bytes.
+            + addrs
+                .iter()
+                .map(|a| size_of::<Multiaddr>() + 16 + size_of::<Vec<u8>>() + a.len())
+                .sum::<usize>()
+    }
 }
 
 /// What an accepted announcement changed.
@@ -76,17 +97,40 @@ pub enum Snapshot {
     },
 }
 
-/// The directory. Bounded: at most `max_peers` entries; when full, a new
-/// peer replaces the entry closest to expiry only if it would outlive it.
+/// What is remembered of a peer's announcements once its entry is gone.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The newest sequence number seen.
+    seq: u64,
+    /// When the last of its announcements seen expires, in ms.
+    until_ms: u64,
+    /// The newest one must not be applied again: it withdrew, or the peer
+    /// was removed since.
+    closed: bool,
+}
+
+/// The directory. Bounded twice: at most `max_peers` entries, and at most
+/// `max_bytes` of memory for them (estimated: [`Entry::footprint_of`]), so
+/// that peers with large documents cannot make it hold gigabytes. An announcement that does
+/// not fit replaces the entries closest to expiry, but only those that it
+/// would outlive; otherwise it is not kept.
 #[derive(Debug)]
 pub struct Directory {
     // Shared, so that a snapshot costs a reference count per peer.
     entries: BTreeMap<PeerId, Arc<Entry>>,
     max_peers: usize,
+    max_bytes: usize,
+    /// The sum of the entries' footprints.
+    bytes: usize,
+    /// Peers whose entries the last [`apply`](Self::apply) evicted.
+    evicted: Vec<PeerId>,
     /// Newest sequence number seen per peer, kept after an entry goes so that
     /// a replay of an older announcement cannot bring it back.
-    seen: BTreeMap<PeerId, u64>,
+    seen: BTreeMap<PeerId, Seen>,
+    /// `seen`'s peers, oldest first.
     seen_order: VecDeque<PeerId>,
+    /// The latest time `apply` or `expire` was given, in ms.
+    clock_ms: u64,
     /// Counts changes to the set of offers, so that an index built from an
     /// older snapshot is never cached.
     generation: u64,
@@ -95,33 +139,53 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// An empty directory for at most `max_peers` peers.
-    pub fn new(max_peers: usize) -> Self {
+    /// An empty directory for at most `max_peers` peers taking at most
+    /// `max_bytes` of memory.
+    pub fn new(max_peers: usize, max_bytes: usize) -> Self {
         Self {
             entries: BTreeMap::new(),
             max_peers: max_peers.max(1),
+            max_bytes,
+            bytes: 0,
+            evicted: Vec::new(),
             seen: BTreeMap::new(),
             seen_order: VecDeque::new(),
+            clock_ms: 0,
             generation: 0,
             offers: None,
         }
     }
 
-    /// Applies a verified announcement.
+    /// Applies a verified announcement. To make room it may evict other
+    /// peers' entries: [`evicted`](Self::evicted) says whose.
+    ///
+    /// [`AnnouncementError::DirectoryFull`] means that it is valid but does
+    /// not fit; the peer's older entry, if any, is gone too, since it is out
+    /// of date.
     pub fn apply(
         &mut self,
         a: Announcement,
         source: Source,
         now_ms: u64,
     ) -> Result<Update, AnnouncementError> {
-        if let Some(&known) = self.seen.get(&a.peer)
-            && a.seq <= known
-        {
-            return Err(AnnouncementError::Stale { seq: a.seq, known });
+        self.evicted.clear();
+        self.clock_ms = self.clock_ms.max(now_ms);
+        if let Some(known) = self.known_seq(&a.peer) {
+            // The newest announcement seen, not held (there was no room, or
+            // it was evicted since), may come again, from a fetch: it is
+            // still the newest, unless it withdrew or the peer was removed.
+            let again = a.seq == known
+                && !self.entries.contains_key(&a.peer)
+                && !self.seen.get(&a.peer).is_some_and(|s| s.closed);
+            if a.seq <= known && !again {
+                return Err(AnnouncementError::Stale { seq: a.seq, known });
+            }
         }
-        self.remember_seq(a.peer, a.seq);
         let expires_at_ms = a.expires_at_ms();
+        let withdrawal = a.document.capabilities().is_empty();
+        self.remember_seq(a.peer, a.seq, expires_at_ms, withdrawal);
         let capabilities = a.document.into_capabilities();
+        let footprint = Entry::footprint_of(&capabilities, &a.addrs);
         if capabilities.is_empty() {
             self.remove(&a.peer);
             return Ok(Update::Withdrawn);
@@ -131,44 +195,133 @@ impl Directory {
             Some(e) if e.capabilities == capabilities && e.addrs == a.addrs => Update::Refreshed,
             Some(_) => Update::Changed,
         };
-        if update == Update::Added && self.entries.len() >= self.max_peers {
-            let soonest = self
-                .entries
-                .values()
-                .min_by_key(|e| e.expires_at_ms)
-                .map(|e| (e.peer, e.expires_at_ms));
-            match soonest {
-                Some((victim, at)) if at < expires_at_ms => {
-                    self.entries.remove(&victim);
-                }
-                // Not the sender's fault: the announcement is valid, this
-                // node only has no room for it.
-                _ => return Err(AnnouncementError::DirectoryFull),
-            }
+        if let Err(full) = self.make_room(a.peer, footprint, expires_at_ms) {
+            self.take(&a.peer);
+            return Err(full);
         }
         if update != Update::Refreshed {
             self.changed();
         }
-        self.entries.insert(
-            a.peer,
-            Arc::new(Entry {
-                peer: a.peer,
-                capabilities,
-                addrs: a.addrs,
-                seq: a.seq,
-                last_seen_ms: now_ms,
-                expires_at_ms,
-                source,
-            }),
-        );
+        let entry = Arc::new(Entry {
+            peer: a.peer,
+            capabilities,
+            addrs: a.addrs,
+            seq: a.seq,
+            last_seen_ms: now_ms,
+            expires_at_ms,
+            source,
+            footprint,
+        });
+        self.bytes += footprint;
+        if let Some(old) = self.entries.insert(a.peer, entry) {
+            self.bytes -= old.footprint;
+        }
         Ok(update)
     }
 
-    fn remember_seq(&mut self, peer: PeerId, seq: u64) {
-        if self.seen.insert(peer, seq).is_none() {
-            self.seen_order.push_back(peer);
-            // Keep the memory of sequence numbers bounded too.
-            while self.seen_order.len() > self.max_peers.saturating_mul(4) {
+    /// Makes room for `peer`'s entry of `footprint` bytes, replacing its
+    /// current one, by evicting the other entries that expire soonest, but
+    /// only those that expire before `expires_at_ms`. Evicts nothing unless
+    /// that makes enough room.
+    fn make_room(
+        &mut self,
+        peer: PeerId,
+        footprint: usize,
+        expires_at_ms: u64,
+    ) -> Result<(), AnnouncementError> {
+        let current = self.entries.get(&peer).map(|e| e.footprint);
+        let mut peers = self.entries.len() + usize::from(current.is_none());
+        let mut bytes = self.bytes - current.unwrap_or(0) + footprint;
+        let fits = |peers: usize, bytes: usize| peers <= self.max_peers && bytes <= self.max_bytes;
+        if fits(peers, bytes) {
+            return Ok(());
+        }
+        if footprint > self.max_bytes {
+            return Err(AnnouncementError::DirectoryFull);
+        }
+        // Heapified in O(n), popped only as far as needed: a newcomer to a
+        // full directory usually evicts one entry.
+        let mut soonest: BinaryHeap<Reverse<(u64, PeerId, usize)>> = self
+            .entries
+            .values()
+            .filter(|e| e.peer != peer && e.expires_at_ms < expires_at_ms)
+            .map(|e| Reverse((e.expires_at_ms, e.peer, e.footprint)))
+            .collect();
+        let mut victims = Vec::new();
+        while !fits(peers, bytes) {
+            // Not the sender's fault: the announcement is valid, this node
+            // only has no room for it.
+            let Reverse((_, victim, len)) =
+                soonest.pop().ok_or(AnnouncementError::DirectoryFull)?;
+            victims.push(victim);
+            peers -= 1;
+            bytes -= len;
+        }
+        for victim in &victims {
+            self.take(victim);
+        }
+        self.evicted = victims;
+        Ok(())
+    }
+
+    /// The peers whose entries the last [`apply`](Self::apply) evicted to
+    /// make room, soonest to expire first.
+    pub fn evicted(&self) -> &[PeerId] {
+        &self.evicted
+    }
+
+    /// The newest sequence number known of `peer`: its entry's, or the one
+    /// remembered after the entry went.
+    fn known_seq(&self, peer: &PeerId) -> Option<u64> {
+        let remembered = self.seen.get(peer).map(|s| s.seq);
+        remembered.max(self.entries.get(peer).map(|e| e.seq))
+    }
+
+    fn remember_seq(&mut self, peer: PeerId, seq: u64, until_ms: u64, closed: bool) {
+        match self.seen.get_mut(&peer) {
+            Some(seen) => {
+                if seq > seen.seq {
+                    (seen.seq, seen.closed) = (seq, closed);
+                } else if seq == seen.seq {
+                    seen.closed |= closed;
+                }
+                seen.until_ms = seen.until_ms.max(until_ms);
+            }
+            None => {
+                self.seen.insert(
+                    peer,
+                    Seen {
+                        seq,
+                        until_ms,
+                        closed,
+                    },
+                );
+                self.seen_order.push_back(peer);
+                self.trim_seen();
+            }
+        }
+    }
+
+    /// Keeps the memory of sequence numbers bounded, at four times the
+    /// directory's peers. Forgets first what protects nothing any more
+    /// (every announcement seen of that peer has expired, so a replay would
+    /// be refused as expired anyway), then the oldest; peers in the
+    /// directory stay protected by their entry's sequence number, which goes
+    /// back into this memory when the entry goes.
+    fn trim_seen(&mut self) {
+        let cap = self.max_peers.saturating_mul(4);
+        if self.seen_order.len() <= cap {
+            return;
+        }
+        let now = self.clock_ms;
+        self.seen.retain(|_, s| s.until_ms > now);
+        if self.seen.len() < self.seen_order.len() {
+            self.seen_order.retain(|p| self.seen.contains_key(p));
+        }
+        if self.seen_order.len() > cap {
+            // Down to seven eighths, so that the O(n) pass above runs once
+            // every cap/8 newcomers, not for each.
+            while self.seen_order.len() > cap - cap / 8 {
                 if let Some(old) = self.seen_order.pop_front() {
                     self.seen.remove(&old);
                 }
@@ -178,6 +331,7 @@ impl Directory {
 
     /// Removes entries whose time to live has passed; returns their peers.
     pub fn expire(&mut self, now_ms: u64) -> Vec<PeerId> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let gone: Vec<PeerId> = self
             .entries
             .values()
@@ -185,19 +339,27 @@ impl Directory {
             .map(|e| e.peer)
             .collect();
         for peer in &gone {
-            self.entries.remove(peer);
-        }
-        if !gone.is_empty() {
-            self.changed();
+            self.take(peer);
         }
         gone
     }
 
     /// Forgets a peer (it left).
     pub fn remove(&mut self, peer: &PeerId) -> Option<Entry> {
-        let removed = self.entries.remove(peer)?;
-        self.changed();
+        let removed = self.take(peer)?;
+        if let Some(seen) = self.seen.get_mut(peer) {
+            seen.closed = true;
+        }
         Some(Arc::unwrap_or_clone(removed))
+    }
+
+    fn take(&mut self, peer: &PeerId) -> Option<Arc<Entry>> {
+        let removed = self.entries.remove(peer)?;
+        self.bytes -= removed.footprint;
+        self.changed();
+        // Its sequence number may have been forgotten while the entry held it.
+        self.remember_seq(removed.peer, removed.seq, removed.expires_at_ms, false);
+        Some(removed)
     }
 
     /// The set of offers changed: the index is out of date.
@@ -229,6 +391,12 @@ impl Directory {
     /// Whether no peer is known.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The estimated memory its entries take, in bytes: what the byte
+    /// budget bounds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The indexed offers if they are up to date, else what to build them
@@ -293,7 +461,7 @@ mod tests {
     #[test]
     fn learns_updates_and_rejects_replays() {
         let peer = Identity::generate().peer_id();
-        let mut d = Directory::new(10);
+        let mut d = Directory::new(10, usize::MAX);
         let one = announcement(peer, 1, &["llm/chat a@1.0.0 +summarize"], 60);
         assert_eq!(d.apply(one.clone(), Source::Gossip, NOW), Ok(Update::Added));
         assert_eq!(
@@ -319,10 +487,53 @@ mod tests {
         ));
     }
 
+    /// A flood of newcomers cannot make the directory forget a peer's
+    /// sequence number while a replay of its older announcement would still
+    /// be valid.
+    #[test]
+    fn a_flood_of_newcomers_does_not_open_the_door_to_replays() {
+        let p = Identity::generate().peer_id();
+        let flood = |d: &mut Directory, issued_at_ms: u64, peers: usize| {
+            for _ in 0..peers {
+                let mut a = announcement(Identity::generate().peer_id(), 1, &["x n@1.0.0"], 10);
+                a.issued_at_ms = issued_at_ms;
+                // Kept or not, each is remembered.
+                let _ = d.apply(a, Source::Gossip, issued_at_ms);
+            }
+        };
+        // Room for one peer: sequence numbers of four are remembered.
+        let mut d = Directory::new(1, usize::MAX);
+        let old = announcement(p, 3, &["x old@1.0.0"], 300);
+        d.apply(announcement(p, 5, &["x n@1.0.0"], 300), Source::Gossip, NOW)
+            .unwrap();
+        flood(&mut d, NOW, 5);
+        // P's entry still holds its sequence number.
+        assert_eq!(
+            d.apply(old.clone(), Source::Gossip, NOW),
+            Err(AnnouncementError::Stale { seq: 3, known: 5 })
+        );
+
+        // P withdraws; more newcomers than can be remembered come while its
+        // older announcements are valid, but their own expire in between:
+        // what is forgotten first is what protects nothing any more.
+        assert_eq!(
+            d.apply(announcement(p, 6, &[], 300), Source::Gossip, NOW),
+            Ok(Update::Withdrawn)
+        );
+        for at in [20_000, 40_000, 60_000] {
+            flood(&mut d, NOW + at, 3);
+        }
+        assert!(d.get(&p).is_none());
+        assert_eq!(
+            d.apply(old, Source::Gossip, NOW + 60_000),
+            Err(AnnouncementError::Stale { seq: 3, known: 6 })
+        );
+    }
+
     #[test]
     fn an_empty_announcement_withdraws() {
         let peer = Identity::generate().peer_id();
-        let mut d = Directory::new(10);
+        let mut d = Directory::new(10, usize::MAX);
         d.apply(
             announcement(peer, 1, &["x n@1.0.0"], 60),
             Source::Gossip,
@@ -351,7 +562,7 @@ mod tests {
     fn entries_expire() {
         let a = Identity::generate().peer_id();
         let b = Identity::generate().peer_id();
-        let mut d = Directory::new(10);
+        let mut d = Directory::new(10, usize::MAX);
         d.apply(announcement(a, 1, &["x n@1.0.0"], 10), Source::Gossip, NOW)
             .unwrap();
         d.apply(announcement(b, 1, &["x n@1.0.0"], 60), Source::Gossip, NOW)
@@ -363,7 +574,7 @@ mod tests {
 
     #[test]
     fn is_bounded() {
-        let mut d = Directory::new(2);
+        let mut d = Directory::new(2, usize::MAX);
         let peers: Vec<PeerId> = (0..3).map(|_| Identity::generate().peer_id()).collect();
         d.apply(
             announcement(peers[0], 1, &["x n@1.0.0"], 30),
@@ -398,11 +609,139 @@ mod tests {
         assert!(!AnnouncementError::DirectoryFull.is_misbehaviour());
     }
 
+    /// The entries' sizes add up to what the directory counts.
+    fn assert_counted(d: &Directory) {
+        assert_eq!(d.bytes(), d.entries().map(|e| e.footprint).sum::<usize>());
+    }
+
+    #[test]
+    fn is_bounded_in_bytes() {
+        let [a, b, c, d, e, f] = [(); 6].map(|()| Identity::generate().peer_id());
+        let small = |peer, ttl| announcement(peer, 1, &["x n@1.0.0"], ttl);
+        let size = |a: &Announcement| Entry::footprint_of(a.document.capabilities(), &a.addrs);
+        let len = size(&small(a, 30));
+        // A document of between 1.5 and 2 small ones.
+        let large = |peer, seq, ttl| {
+            let caps: Vec<String> = (0..64).map(|i| format!("x n{i}@1.0.0")).collect();
+            (1..=64)
+                .map(|k| {
+                    let caps: Vec<&str> = caps[..k].iter().map(String::as_str).collect();
+                    announcement(peer, seq, &caps, ttl)
+                })
+                .find(|a| size(a) * 2 > len * 3)
+                .unwrap()
+        };
+        let large_len = size(&large(d, 1, 120));
+        assert!(large_len <= 2 * len, "{large_len} vs {len}");
+        let mut dir = Directory::new(10, 3 * len);
+        for (peer, ttl) in [(a, 30), (b, 60), (c, 90)] {
+            assert_eq!(
+                dir.apply(small(peer, ttl), Source::Gossip, NOW),
+                Ok(Update::Added)
+            );
+            assert!(dir.evicted().is_empty());
+        }
+        assert_eq!(dir.bytes(), 3 * len);
+        assert_counted(&dir);
+
+        // A newcomer takes the room of as many entries as it needs, those
+        // closest to expiry first.
+        assert_eq!(
+            dir.apply(large(d, 1, 120), Source::Gossip, NOW),
+            Ok(Update::Added)
+        );
+        assert_eq!(dir.evicted(), &[a, b]);
+        assert_eq!(dir.len(), 2);
+        assert_eq!(dir.bytes(), len + large_len);
+        assert_counted(&dir);
+
+        // Evicting every entry it outlives (c) would not make room: refused,
+        // and nothing is evicted for nothing.
+        assert_eq!(
+            dir.apply(large(e, 1, 100), Source::Gossip, NOW),
+            Err(AnnouncementError::DirectoryFull)
+        );
+        assert!(dir.evicted().is_empty());
+        assert!(dir.get(&c).is_some() && dir.get(&e).is_none());
+        assert_counted(&dir);
+
+        // Nor is one larger than the whole budget ever kept.
+        let mut tiny = Directory::new(10, len - 1);
+        assert_eq!(
+            tiny.apply(small(f, 30), Source::Gossip, NOW),
+            Err(AnnouncementError::DirectoryFull)
+        );
+        assert!(tiny.is_empty());
+        assert_eq!(tiny.bytes(), 0);
+
+        // A known peer's update that does not fit drops its out-of-date
+        // entry rather than keep it.
+        assert_eq!(
+            dir.apply(large(c, 2, 60), Source::Gossip, NOW),
+            Err(AnnouncementError::DirectoryFull)
+        );
+        assert!(dir.get(&c).is_none());
+        assert_eq!(dir.bytes(), large_len);
+        assert_counted(&dir);
+        // An update that fits replaces the entry's size, not adds to it.
+        assert_eq!(
+            dir.apply(small(d, 130), Source::Gossip, NOW),
+            Err(AnnouncementError::Stale { seq: 1, known: 1 })
+        );
+        let mut smaller = small(d, 130);
+        smaller.seq = 2;
+        assert_eq!(dir.apply(smaller, Source::Gossip, NOW), Ok(Update::Changed));
+        assert_eq!(dir.bytes(), len);
+        assert_counted(&dir);
+        // Removal gives the room back.
+        dir.remove(&d);
+        assert_eq!(dir.bytes(), 0);
+    }
+
+    #[test]
+    fn the_newest_announcement_may_come_again_unless_it_was_closed() {
+        let [a, b] = [(); 2].map(|()| Identity::generate().peer_id());
+        let mut d = Directory::new(1, usize::MAX);
+        d.apply(announcement(a, 1, &["x n@1.0.0"], 60), Source::Gossip, NOW)
+            .unwrap();
+        let from_b = announcement(b, 7, &["x m@1.0.0"], 30);
+        assert_eq!(
+            d.apply(from_b.clone(), Source::Gossip, NOW),
+            Err(AnnouncementError::DirectoryFull)
+        );
+        // Room again: the same announcement, fetched, is kept now.
+        d.remove(&a);
+        assert_eq!(
+            d.apply(from_b.clone(), Source::Fetch, NOW),
+            Ok(Update::Added)
+        );
+        // Held: a second copy is a duplicate.
+        assert!(matches!(
+            d.apply(from_b.clone(), Source::Fetch, NOW),
+            Err(AnnouncementError::Stale { .. })
+        ));
+        // Removed (it left): not brought back by the same announcement.
+        d.remove(&b);
+        assert!(matches!(
+            d.apply(from_b, Source::Fetch, NOW),
+            Err(AnnouncementError::Stale { .. })
+        ));
+        // Nor is a withdrawal undone.
+        d.apply(announcement(a, 2, &["x n@1.0.0"], 60), Source::Gossip, NOW)
+            .unwrap();
+        d.apply(announcement(a, 3, &[], 60), Source::Gossip, NOW)
+            .unwrap();
+        assert!(
+            d.apply(announcement(a, 3, &["x n@1.0.0"], 60), Source::Gossip, NOW)
+                .is_err()
+        );
+    }
+
     #[test]
     fn ranks_what_it_knows() {
         let a = Identity::generate().peer_id();
         let b = Identity::generate().peer_id();
-        let mut d = Directory::new(10);
+        let mut d = Directory::new(10, usize::MAX);
         d.apply(
             announcement(a, 1, &["llm/chat a@1.0.0 +summarize price=0.002"], 60),
             Source::Gossip,
@@ -433,7 +772,7 @@ mod tests {
             Identity::generate().peer_id(),
         );
         let build = |entries: &[Arc<Entry>]| Arc::new(Offers::new(entries.iter().map(|e| &**e)));
-        let mut d = Directory::new(10);
+        let mut d = Directory::new(10, usize::MAX);
         d.apply(announcement(a, 1, &["x n@1.0.0"], 60), Source::Gossip, NOW)
             .unwrap();
         let Snapshot::Changed {

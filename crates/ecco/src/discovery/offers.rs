@@ -102,6 +102,7 @@ mod tests {
             last_seen_ms: 0,
             expires_at_ms: 0,
             source: Source::Gossip,
+            footprint: 0,
         }
     }
 

@@ -95,6 +95,11 @@ pub struct Limits {
     pub event_buffer: usize,
     /// Most peers the capability directory holds (default 10,000).
     pub max_directory_peers: usize,
+    /// Most memory the capability directory's entries may take, estimated
+    /// (`discovery::Entry::footprint_of`; default 64 MiB). Bounds what peers
+    /// with large capability documents can make a node keep; an index for
+    /// ranking them takes about as much again.
+    pub max_directory_bytes: usize,
     /// How long an announcement of this node's capabilities stays valid (default 5 min).
     pub announcement_ttl: Duration,
     /// How often the node re-announces unchanged capabilities (default: a third of the TTL).
@@ -137,6 +142,7 @@ impl Default for Limits {
             event_buffer: 256,
             max_concurrent_streams: 64,
             max_directory_peers: 10_000,
+            max_directory_bytes: 64 * 1024 * 1024,
             announcement_ttl: Duration::from_secs(300),
             reannounce_every: Duration::from_secs(100),
             max_streaming_requests: 64,

@@ -87,7 +87,7 @@ pub enum FetchError {
         reason: String,
     },
     /// The answer was valid, but the local directory is full of entries
-    /// that outlive it (see `Limits::max_directory_peers`), so it was not kept.
+    /// that outlive it (see `Limits::max_directory_peers` and `Limits::max_directory_bytes`), so it was not kept.
     #[error("{peer}'s capabilities are valid but not kept: the directory is full")]
     DirectoryFull {
         /// The peer.

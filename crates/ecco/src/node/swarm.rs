@@ -28,6 +28,8 @@ pub(crate) fn build(
     };
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
+    // Bounds dialling and every inbound and outbound upgrade (pnet, Noise,
+    // Yamux), given to the builder: its own default, 10 s, would wrap it.
     let handshake_timeout = config.limits.handshake_timeout;
     let build_error = |e: &dyn std::fmt::Display| NodeError::Transport(e.to_string());
     let builder = SwarmBuilder::with_existing_identity(identity.keypair().clone()).with_tokio();
@@ -46,14 +48,14 @@ pub(crate) fn build(
                 Ok::<_, BoxError>(
                     base.upgrade(Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default())
-                        .timeout(handshake_timeout),
+                        .multiplex(yamux::Config::default()),
                 )
             })
             .map_err(|e| build_error(&e))?
             .with_behaviour(behaviour)
             .map_err(|e| build_error(&e))?
             .with_swarm_config(swarm_config)
+            .with_connection_timeout(handshake_timeout)
             .build(),
         (Transport::Network, Some(psk)) => builder
             .with_other_transport(|key| {
@@ -62,8 +64,7 @@ pub(crate) fn build(
                         .and_then(move |s, _| PnetConfig::new(psk).handshake(s))
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)
-                        .multiplex(yamux::Config::default())
-                        .timeout(handshake_timeout),
+                        .multiplex(yamux::Config::default()),
                 )
             })
             .map_err(|e| build_error(&e))?
@@ -72,6 +73,7 @@ pub(crate) fn build(
             .with_behaviour(behaviour)
             .map_err(|e| build_error(&e))?
             .with_swarm_config(swarm_config)
+            .with_connection_timeout(handshake_timeout)
             .build(),
         (Transport::Network, None) => builder
             .with_tcp(
@@ -86,6 +88,7 @@ pub(crate) fn build(
             .with_behaviour(behaviour)
             .map_err(|e| build_error(&e))?
             .with_swarm_config(swarm_config)
+            .with_connection_timeout(handshake_timeout)
             .build(),
     };
     Ok(swarm)

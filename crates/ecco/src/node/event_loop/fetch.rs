@@ -123,7 +123,7 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { channel, .. } => {
-                    let bytes = self.sign_announcement().unwrap_or_default();
+                    let bytes = self.fetch_answer().unwrap_or_default();
                     // Fails only if the connection closed meanwhile.
                     let _ = self
                         .swarm

@@ -18,6 +18,12 @@ use crate::node::handle::Event;
 pub(super) const TICK: Duration = Duration::from_millis(250);
 /// Announcements triggered by newcomers are at most this frequent.
 const MIN_ANNOUNCE_GAP: Duration = Duration::from_millis(200);
+/// Capability fetches are answered with the latest signed announcement if
+/// it is this recent: a peer fetching in a loop must not make this node sign
+/// thousands a second, nor run its sequence numbers (which start at the
+/// clock in ms) ahead of the clock, where they would make it look stale
+/// after a restart.
+const FETCH_ANSWER_REUSE: Duration = Duration::from_secs(1);
 
 pub(super) struct State {
     identity: Identity,
@@ -33,6 +39,8 @@ pub(super) struct State {
     last_announced: Option<Instant>,
     /// A newcomer subscribed, or the capabilities changed, since the last announcement.
     announce_pending: bool,
+    /// The latest signed announcement of `document`, and when it was signed.
+    signed: Option<(Vec<u8>, Instant)>,
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -47,13 +55,17 @@ impl State {
             identity: identity.clone(),
             mesh: config.mesh.clone(),
             topic,
-            directory: Directory::new(config.limits.max_directory_peers),
+            directory: Directory::new(
+                config.limits.max_directory_peers,
+                config.limits.max_directory_bytes,
+            ),
             document: None,
             seq: now_ms(),
             ttl: config.limits.announcement_ttl,
             reannounce_every: config.limits.reannounce_every,
             last_announced: None,
             announce_pending: false,
+            signed: None,
         }
     }
 }
@@ -68,6 +80,7 @@ impl EventLoop {
             CapabilityDocument::new(capabilities).map_err(|e| NodeError::Config(e.to_string()))?;
         let had = self.gossip.document.is_some();
         self.gossip.document = (!document.capabilities().is_empty()).then_some(document);
+        self.gossip.signed = None;
         if self.gossip.document.is_some() {
             self.announce();
         } else if had {
@@ -116,9 +129,21 @@ impl EventLoop {
 
     /// This node's current capabilities as a newly signed announcement, with
     /// the next sequence number; `None` when it offers nothing.
-    pub(super) fn sign_announcement(&mut self) -> Option<Vec<u8>> {
+    fn sign_announcement(&mut self) -> Option<Vec<u8>> {
         let document = self.gossip.document.clone()?;
-        Some(self.sign(document))
+        let bytes = self.sign(document);
+        self.gossip.signed = Some((bytes.clone(), Instant::now()));
+        Some(bytes)
+    }
+
+    /// What a capability fetch is answered with: the latest announcement if
+    /// it is recent, else a new one; `None` when this node offers nothing.
+    pub(super) fn fetch_answer(&mut self) -> Option<Vec<u8>> {
+        self.gossip.document.as_ref()?;
+        match &self.gossip.signed {
+            Some((bytes, at)) if at.elapsed() < FETCH_ANSWER_REUSE => Some(bytes.clone()),
+            _ => self.sign_announcement(),
+        }
     }
 
     /// Signs `document` under the next sequence number.
@@ -239,7 +264,22 @@ impl EventLoop {
         let peer = announcement.peer;
         let addrs = announcement.addrs.clone();
         let known = self.gossip.directory.get(&peer).is_some();
-        let update = self.gossip.directory.apply(announcement, source, now)?;
+        let update = match self.gossip.directory.apply(announcement, source, now) {
+            Ok(update) => update,
+            Err(e) => {
+                // A known peer whose new announcement does not fit has lost
+                // its out-of-date entry.
+                if known && self.gossip.directory.get(&peer).is_none() {
+                    tracing::debug!(%peer, "capabilities dropped: the directory is full");
+                    let _ = self.events.send(Event::CapabilitiesExpired(peer));
+                }
+                return Err(e);
+            }
+        };
+        for &evicted in self.gossip.directory.evicted() {
+            tracing::debug!(peer = %evicted, "capabilities evicted to make room");
+            let _ = self.events.send(Event::CapabilitiesExpired(evicted));
+        }
         for addr in addrs {
             self.swarm.add_peer_address(peer, addr);
         }

@@ -1,0 +1,86 @@
+//! How much memory a capability takes, estimated, so that whoever holds
+//! many of them (a node's directory of its peers' offers) can bound what it
+//! keeps in bytes rather than only in count: a small encoded document can
+//! unfold into a large one in memory (a JSON `0` takes one byte on the wire
+//! and a whole `serde_json::Value` in memory).
+
+use std::mem::size_of;
+
+use serde_json::{Map, Value};
+
+use super::Capability;
+use crate::ConstraintValue;
+
+/// The heap of a B-tree map or set of `entries` entries of `entry` bytes
+/// (key and value, as laid out in a node). Its nodes have room for 11
+/// entries each, are allocated whole, and are about three quarters full
+/// once built by insertion; a small map thus takes a whole node.
+fn tree(entries: usize, entry: usize) -> usize {
+    const CAPACITY: usize = 11;
+    // Parent pointer, index and length.
+    const HEADER: usize = 16;
+    if entries == 0 {
+        return 0;
+    }
+    let leaves = entries.div_ceil(8);
+    // Internal nodes: about one for every eight below, with 12 edges each.
+    let internal = if leaves > 1 { leaves.div_ceil(7) } else { 0 };
+    (leaves + internal) * (HEADER + CAPACITY * entry) + internal * 12 * size_of::<usize>()
+}
+
+impl Capability {
+    /// Approximately how many bytes of memory this capability takes, itself
+    /// included: strings by length, lists by element, and the B-tree nodes
+    /// that hold features, constraints and metadata objects. Allocator
+    /// rounding is not counted. Checked against the heap actually allocated
+    /// for shapes from one long string to thousands of tiny values (within a
+    /// third either way: `tests/footprint.rs`).
+    pub fn footprint(&self) -> usize {
+        let version = self.version();
+        size_of::<Self>()
+            + self.kind().as_str().len()
+            + self.name().len()
+            + version.pre.as_str().len()
+            + version.build.as_str().len()
+            + tree(self.features().len(), size_of::<String>())
+            + self.features().iter().map(String::len).sum::<usize>()
+            + tree(
+                self.constraints().len(),
+                size_of::<String>() + size_of::<ConstraintValue>(),
+            )
+            + self
+                .constraints()
+                .iter()
+                .map(|(key, value)| key.len() + constraint_heap(value))
+                .sum::<usize>()
+            + object_heap(self.metadata())
+    }
+}
+
+fn constraint_heap(value: &ConstraintValue) -> usize {
+    match value {
+        ConstraintValue::Bool(_) | ConstraintValue::Number(_) => 0,
+        ConstraintValue::Text(text) => text.len(),
+        ConstraintValue::List(items) => items.iter().map(|i| size_of::<String>() + i.len()).sum(),
+    }
+}
+
+fn object_heap(object: &Map<String, Value>) -> usize {
+    tree(object.len(), size_of::<String>() + size_of::<Value>())
+        + object
+            .iter()
+            .map(|(key, value)| key.len() + value_heap(value))
+            .sum::<usize>()
+}
+
+fn value_heap(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(text) => text.len(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| size_of::<Value>() + value_heap(v))
+            .sum(),
+        Value::Object(object) => object_heap(object),
+    }
+}
