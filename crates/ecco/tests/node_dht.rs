@@ -239,3 +239,133 @@ async fn peers_cannot_stuff_a_nodes_store() {
     }
     assert_eq!(held, 3, "one peer holds at most its quota of keys");
 }
+
+/// Publishes `keys` from `swarm`, one query after another.
+async fn provide_all(swarm: &mut Swarm<kad::Behaviour<MemoryStore>>, keys: &[Vec<u8>]) {
+    for key in keys {
+        swarm
+            .behaviour_mut()
+            .start_providing(RecordKey::new(key))
+            .unwrap();
+        finish(swarm, |result, last| {
+            matches!(result, QueryResult::StartProviding(_))
+                .then_some(())
+                .filter(|()| last)
+        })
+        .await;
+    }
+}
+
+/// Drives `swarm` a little longer: a publication's last step is reported
+/// when its messages are handed to the connection, not yet sent.
+async fn settle(swarm: &mut Swarm<kad::Behaviour<MemoryStore>>) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+    .await;
+}
+
+/// Asks `node`'s store, through `asker`, until `provider` is among the
+/// providers of `key`, or `WAIT` has passed; whether it was.
+async fn eventually_provides(
+    asker: &mut Swarm<kad::Behaviour<MemoryStore>>,
+    key: &[u8],
+    provider: PeerId,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if providers(asker, key).await.contains(&provider) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn others_records_do_not_crowd_out_a_nodes_own() {
+    let (node, _) = Node::spawn(&Identity::generate(), dht_only())
+        .await
+        .unwrap();
+    let node_addr = node.listen_addrs().await.unwrap().remove(0);
+    let mut stuffer = raw_kad_peer().await;
+    stuffer
+        .behaviour_mut()
+        .add_address(&node.peer_id(), node_addr.clone());
+    // One peer fills its whole share of the node's store.
+    let keys: Vec<Vec<u8>> = (0..dht::MAX_PUBLISHED_KEYS)
+        .map(|i| {
+            dht::type_key(
+                "ecco",
+                &ecco::CapabilityType::new(format!("spam/k{i}")).unwrap(),
+            )
+        })
+        .collect();
+    provide_all(&mut stuffer, &keys).await;
+    settle(&mut stuffer).await;
+    let stuffer_id = *stuffer.local_peer_id();
+    drop(stuffer);
+
+    node.set_capabilities(caps(&["translate/text babel@1.0.0"]))
+        .await
+        .unwrap();
+    let mut asker = raw_kad_peer().await;
+    asker
+        .behaviour_mut()
+        .add_address(&node.peer_id(), node_addr);
+    assert!(
+        eventually_provides(&mut asker, &keys[keys.len() - 1], stuffer_id).await,
+        "the stuffer's records fill its share of the store"
+    );
+    let own = dht::type_key(
+        "ecco",
+        &ecco::CapabilityType::new("translate/text").unwrap(),
+    );
+    assert!(
+        eventually_provides(&mut asker, &own, node.peer_id()).await,
+        "the node's own record must be stored despite the stuffer"
+    );
+}
+
+#[tokio::test]
+async fn a_nodes_own_records_do_not_crowd_out_others() {
+    let (node, _) = Node::spawn(&Identity::generate(), dht_only())
+        .await
+        .unwrap();
+    let node_addr = node.listen_addrs().await.unwrap().remove(0);
+    // As many keys as a node publishes at most.
+    let many: Vec<ecco::Capability> = (0..60)
+        .map(|i| {
+            ecco::Capability::builder(format!("t{i}/x"), "n", "1.0.0")
+                .features((0..10).map(|f| format!("f{f}")))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        dht::provider_keys("ecco", &many).len(),
+        dht::MAX_PUBLISHED_KEYS
+    );
+    node.set_capabilities(many).await.unwrap();
+
+    let mut other = raw_kad_peer().await;
+    other
+        .behaviour_mut()
+        .add_address(&node.peer_id(), node_addr.clone());
+    let key = dht::type_key("ecco", &ecco::CapabilityType::new("ocr/image").unwrap());
+    provide_all(&mut other, std::slice::from_ref(&key)).await;
+    settle(&mut other).await;
+    let other_id = *other.local_peer_id();
+    // Gone, so that only the node can tell the asker about its record.
+    drop(other);
+    let mut asker = raw_kad_peer().await;
+    asker
+        .behaviour_mut()
+        .add_address(&node.peer_id(), node_addr);
+    assert!(
+        eventually_provides(&mut asker, &key, other_id).await,
+        "another peer's record must be stored beside the node's own"
+    );
+}

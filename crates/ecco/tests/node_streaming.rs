@@ -250,3 +250,157 @@ async fn a_silent_stream_times_out() {
     );
     held.abort();
 }
+
+/// A bare libp2p peer that speaks the mesh's stream protocol on the
+/// memory transport, to play a peer that stops reading. Its swarm runs in
+/// a task; the test opens and accepts streams through the control.
+async fn raw_stream_peer() -> (libp2p::PeerId, libp2p::Multiaddr, libp2p_stream::Control) {
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            use libp2p::Transport as _;
+            libp2p::core::transport::MemoryTransport::default()
+                .upgrade(libp2p::core::upgrade::Version::V1)
+                .authenticate(libp2p::noise::Config::new(key).unwrap())
+                .multiplex(libp2p::yamux::Config::default())
+        })
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm
+        .listen_on(libp2p::Multiaddr::empty().with(Protocol::Memory(0)))
+        .unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let peer = *swarm.local_peer_id();
+    let control = swarm.behaviour().new_control();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (peer, addr, control)
+}
+
+const STREAM_PROTOCOL: libp2p::StreamProtocol =
+    libp2p::StreamProtocol::new("/ecco/ecco/stream/1.0.0");
+
+#[tokio::test]
+async fn a_request_to_a_peer_that_never_reads_times_out() {
+    let (silent, addr, mut control) = raw_stream_peer().await;
+    let mut incoming = control.accept(STREAM_PROTOCOL).unwrap();
+    // Accepts streams and never reads them.
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(stream) = incoming.next().await {
+            held.push(stream);
+        }
+    });
+    let mut config = Config::memory();
+    config.limits.request_timeout = Duration::from_millis(500);
+    let (b, _) = Node::spawn(&Identity::generate(), config).await.unwrap();
+    b.dial(addr).await.unwrap();
+    // Larger than the stream's window, so that writing it must wait for a
+    // reader.
+    let big = request("tokens", &"w".repeat(600_000));
+    let outcome = tokio::time::timeout(WAIT, b.request_stream(silent, big))
+        .await
+        .expect("the request must give up on its own");
+    assert!(
+        matches!(outcome, Err(RequestError::Timeout(_))),
+        "{:?}",
+        outcome.map(|_| ())
+    );
+    held.abort();
+}
+
+#[tokio::test]
+async fn a_requester_that_stops_reading_frees_its_slot() {
+    let mut server = Config::memory();
+    server.limits.max_streaming_requests = 1;
+    server.limits.request_timeout = Duration::from_millis(500);
+    let (a, b, _) = pair(server).await;
+    let (raw, raw_addr, mut control) = raw_stream_peer().await;
+    a.dial(raw_addr).await.unwrap();
+    let mut stream = control
+        .open_stream(a.peer_id(), STREAM_PROTOCOL)
+        .await
+        .unwrap();
+    // Asks for an endless reply, then never reads it: the provider's
+    // writes stall once the stream's window is full.
+    let frame = cbor4ii::serde::to_vec(Vec::new(), &request("endless", "")).unwrap();
+    let len = u32::try_from(frame.len()).unwrap().to_be_bytes();
+    futures::AsyncWriteExt::write_all(&mut stream, &len)
+        .await
+        .unwrap();
+    futures::AsyncWriteExt::write_all(&mut stream, &frame)
+        .await
+        .unwrap();
+    futures::AsyncWriteExt::flush(&mut stream).await.unwrap();
+    // The provider gives the stalled requester up after its timeout, and
+    // its only slot serves others again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let items = attempt(&b, a.peer_id(), request("tokens", "free")).await;
+        match &items[..] {
+            [Ok(word)] => {
+                assert_eq!(*word, json!("free"));
+                break;
+            }
+            [Err(RequestError::Refused(m))] if m.contains("busy") => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the stalled requester still holds the only slot (raw peer {raw})"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(stream);
+}
+
+#[tokio::test]
+async fn a_busy_provider_refuses_with_its_reason() {
+    let mut server = Config::memory();
+    server.limits.max_streaming_requests = 1;
+    let (a, b, _) = pair(server).await;
+    // Holds the only slot: the reply is endless and read no further.
+    let mut first = b
+        .request_stream(a.peer_id(), request("endless", ""))
+        .await
+        .unwrap();
+    assert!(first.next().await.unwrap().is_ok());
+    for _ in 0..20 {
+        let items = attempt(&b, a.peer_id(), request("tokens", "x")).await;
+        assert!(
+            matches!(&items[..], [Err(RequestError::Refused(m))] if m.contains("busy")),
+            "{items:?}"
+        );
+    }
+    drop(first);
+}
+
+/// The items of a streaming request; a request refused before its stream
+/// began is one failed item.
+async fn attempt(
+    from: &Node,
+    to: libp2p::PeerId,
+    req: Request,
+) -> Vec<Result<serde_json::Value, RequestError>> {
+    match from.request_stream(to, req).await {
+        Ok(stream) => collect(stream).await,
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// How long a test waits for what must happen.
+const WAIT: Duration = Duration::from_secs(20);

@@ -2,7 +2,7 @@
 //! under, the key a query looks up, and the quota that keeps peers from
 //! stuffing a node's record store. Pure: no I/O, times passed in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use ecco_core::capability::TypePattern;
 use ecco_core::{Capability, CapabilityType, Query};
@@ -103,58 +103,142 @@ pub fn is_provider_key(mesh: &str, key: &[u8]) -> bool {
     }
 }
 
-/// Counts the keys each peer holds provider records under in this node's
-/// store, so that one peer can fill at most its share.
+/// Most addresses kept per provider record stored for another peer, and
+/// most bytes they take together: a record's addresses are the sender's
+/// to choose, and would otherwise be bounded only by the message size.
+pub const MAX_RECORD_ADDRESSES: usize = 8;
+/// See [`MAX_RECORD_ADDRESSES`].
+pub const MAX_RECORD_ADDRESS_BYTES: usize = 1024;
+
+/// Trims the addresses of a provider record to [`MAX_RECORD_ADDRESSES`]
+/// and [`MAX_RECORD_ADDRESS_BYTES`], keeping the first ones.
+pub fn trim_addresses(addresses: &mut Vec<libp2p::Multiaddr>) {
+    let mut bytes = 0;
+    let mut kept = 0;
+    for a in addresses.iter() {
+        bytes += a.as_ref().len();
+        if kept == MAX_RECORD_ADDRESSES || bytes > MAX_RECORD_ADDRESS_BYTES {
+            break;
+        }
+        kept += 1;
+    }
+    addresses.truncate(kept);
+}
+
+/// The provider records other peers hold in this node's store, counted so
+/// that none of them can fill it: each provider has at most `per_peer`
+/// keys, each key at most `per_key` providers, and all of them together at
+/// most `total` records. Records are indexed by expiry, so that lapsed
+/// ones are found without a scan and leave the store (libp2p's store
+/// drops them only when someone asks for their key).
 #[derive(Debug)]
 pub struct Quota {
     per_peer: usize,
-    max_peers: usize,
-    /// Per provider: key -> when its record expires, in ms.
-    held: HashMap<PeerId, BTreeMap<Vec<u8>, u64>>,
+    per_key: usize,
+    total: usize,
+    /// (provider, key) -> when the record expires, in ms.
+    records: HashMap<(PeerId, Vec<u8>), u64>,
+    by_expiry: BTreeSet<(u64, PeerId, Vec<u8>)>,
+    keys_of: HashMap<PeerId, usize>,
+    providers_of: HashMap<Vec<u8>, usize>,
 }
 
 impl Quota {
-    /// At most `per_peer` keys per provider, and `max_peers` providers tracked.
-    pub fn new(per_peer: usize, max_peers: usize) -> Self {
+    /// At most `per_peer` keys per provider, `per_key` providers per key
+    /// and `total` records in all.
+    pub fn new(per_peer: usize, per_key: usize, total: usize) -> Self {
         Self {
             per_peer,
-            max_peers: max_peers.max(1),
-            held: HashMap::new(),
+            per_key,
+            total,
+            records: HashMap::new(),
+            by_expiry: BTreeSet::new(),
+            keys_of: HashMap::new(),
+            providers_of: HashMap::new(),
         }
     }
 
     /// Whether to store `provider`'s record under `key`, valid until
-    /// `expires_ms`; counts it when so. A renewal of a held key is always
-    /// admitted.
-    pub fn admit(&mut self, provider: PeerId, key: &[u8], now_ms: u64, expires_ms: u64) -> bool {
-        if !self.held.contains_key(&provider) {
-            if self.held.len() >= self.max_peers {
-                self.prune(now_ms);
-            }
-            if self.held.len() >= self.max_peers {
-                return false;
-            }
+    /// `expires_ms`; counts it when so. A renewal of a held record is
+    /// always admitted. Call [`Quota::prune`] first, so that lapsed
+    /// records make room.
+    pub fn admit(&mut self, provider: PeerId, key: &[u8], expires_ms: u64) -> bool {
+        let id = (provider, key.to_vec());
+        if let Some(expires) = self.records.get_mut(&id) {
+            let old = std::mem::replace(expires, expires_ms);
+            self.by_expiry.remove(&(old, id.0, id.1.clone()));
+            self.by_expiry.insert((expires_ms, id.0, id.1));
+            return true;
         }
-        let keys = self.held.entry(provider).or_default();
-        keys.retain(|_, expires| *expires > now_ms);
-        if !keys.contains_key(key) && keys.len() >= self.per_peer {
+        let full = self.records.len() >= self.total
+            || self.keys_of.get(&provider).copied().unwrap_or(0) >= self.per_peer
+            || self.providers_of.get(key).copied().unwrap_or(0) >= self.per_key;
+        if full {
             return false;
         }
-        keys.insert(key.to_vec(), expires_ms);
+        *self.keys_of.entry(provider).or_default() += 1;
+        *self.providers_of.entry(id.1.clone()).or_default() += 1;
+        self.by_expiry.insert((expires_ms, provider, id.1.clone()));
+        self.records.insert(id, expires_ms);
         true
     }
 
-    /// Forgets what has expired.
-    pub fn prune(&mut self, now_ms: u64) {
-        self.held.retain(|_, keys| {
-            keys.retain(|_, expires| *expires > now_ms);
-            !keys.is_empty()
-        });
+    /// Forgets `provider`'s record under `key`: the store did not take it,
+    /// or it was removed.
+    pub fn release(&mut self, provider: PeerId, key: &[u8]) {
+        let id = (provider, key.to_vec());
+        if let Some(expires) = self.records.remove(&id) {
+            self.by_expiry.remove(&(expires, id.0, id.1));
+            self.forget(provider, key);
+        }
+    }
+
+    /// Forgets the records that have expired by `now_ms`, and returns them
+    /// so that the store drops them too.
+    pub fn prune(&mut self, now_ms: u64) -> Vec<(PeerId, Vec<u8>)> {
+        let mut expired = Vec::new();
+        while let Some(first) = self.by_expiry.first() {
+            if first.0 > now_ms {
+                break;
+            }
+            let Some((_, provider, key)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            self.records.remove(&(provider, key.clone()));
+            self.forget(provider, &key);
+            expired.push((provider, key));
+        }
+        expired
+    }
+
+    fn forget(&mut self, provider: PeerId, key: &[u8]) {
+        if let Some(n) = self.keys_of.get_mut(&provider) {
+            *n -= 1;
+            if *n == 0 {
+                self.keys_of.remove(&provider);
+            }
+        }
+        if let Some(n) = self.providers_of.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.providers_of.remove(key);
+            }
+        }
     }
 
     /// Keys currently counted for `provider`.
     pub fn held_by(&self, provider: &PeerId) -> usize {
-        self.held.get(provider).map_or(0, BTreeMap::len)
+        self.keys_of.get(provider).copied().unwrap_or(0)
+    }
+
+    /// Records currently counted, over all providers.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record is counted.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 }
 
@@ -248,30 +332,78 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_peer_holds_at_most_its_share() {
-        let a = Identity::generate().peer_id();
-        let b = Identity::generate().peer_id();
-        let mut q = Quota::new(2, 10);
-        assert!(q.admit(a, b"k1", 0, 100));
-        assert!(q.admit(a, b"k2", 0, 100));
-        assert!(!q.admit(a, b"k3", 0, 100), "over the share");
-        assert!(q.admit(a, b"k1", 50, 150), "a renewal is admitted");
-        assert!(q.admit(b, b"k3", 0, 100), "others are not affected");
-        // Once k2 has expired, a's share has room again.
-        assert!(q.admit(a, b"k3", 100, 200));
-        assert_eq!(q.held_by(&a), 2);
+    fn peers(n: usize) -> Vec<PeerId> {
+        (0..n).map(|_| Identity::generate().peer_id()).collect()
     }
 
     #[test]
-    fn the_number_of_providers_is_bounded() {
-        let peers: Vec<PeerId> = (0..3).map(|_| Identity::generate().peer_id()).collect();
-        let mut q = Quota::new(5, 2);
-        assert!(q.admit(peers[0], b"k", 0, 100));
-        assert!(q.admit(peers[1], b"k", 0, 200));
-        assert!(!q.admit(peers[2], b"k", 0, 100), "full");
-        // When one's records have expired, a newcomer takes its place.
-        assert!(q.admit(peers[2], b"k", 100, 300));
-        assert_eq!(q.held_by(&peers[0]), 0);
+    fn a_peer_holds_at_most_its_share() {
+        let p = peers(2);
+        let mut q = Quota::new(2, 10, 100);
+        assert!(q.admit(p[0], b"k1", 100));
+        assert!(q.admit(p[0], b"k2", 100));
+        assert!(!q.admit(p[0], b"k3", 100), "over the share");
+        assert!(q.admit(p[0], b"k1", 150), "a renewal is admitted");
+        assert!(q.admit(p[1], b"k3", 100), "others are not affected");
+        // Once k2 has expired, the share has room again; k1 was renewed.
+        assert_eq!(
+            q.prune(100),
+            [(p[0], b"k2".to_vec()), (p[1], b"k3".to_vec())]
+        );
+        assert!(q.admit(p[0], b"k3", 200));
+        assert_eq!(q.held_by(&p[0]), 2);
+        assert_eq!(q.held_by(&p[1]), 0);
+    }
+
+    #[test]
+    fn a_key_holds_at_most_its_providers_and_the_store_its_total() {
+        let p = peers(4);
+        let mut q = Quota::new(10, 2, 3);
+        assert!(q.admit(p[0], b"k", 100));
+        assert!(q.admit(p[1], b"k", 200));
+        assert!(!q.admit(p[2], b"k", 100), "the key is full");
+        assert!(q.admit(p[2], b"other", 100));
+        assert!(!q.admit(p[3], b"third", 100), "the store is full");
+        assert_eq!(q.len(), 3);
+        // When one record has expired, a newcomer takes its place.
+        assert_eq!(q.prune(100).len(), 2);
+        assert!(q.admit(p[3], b"k", 300));
+        assert!(q.admit(p[3], b"third", 300));
+        assert!(!q.admit(p[0], b"k", 300), "p1 and p3 fill the key");
+    }
+
+    #[test]
+    fn a_released_record_frees_its_room() {
+        let p = peers(2);
+        let mut q = Quota::new(1, 1, 1);
+        assert!(q.admit(p[0], b"k", 100));
+        assert!(!q.admit(p[1], b"k", 100));
+        q.release(p[0], b"k");
+        assert!(q.is_empty());
+        assert!(q.admit(p[1], b"k", 100));
+        // Releasing what is not held changes nothing.
+        q.release(p[0], b"k");
+        assert_eq!(q.len(), 1);
+        assert!(q.prune(99).is_empty());
+        assert_eq!(q.prune(100), [(p[1], b"k".to_vec())]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn record_addresses_are_trimmed() {
+        let addr =
+            |i: u16| -> libp2p::Multiaddr { format!("/ip4/10.0.0.1/tcp/{i}").parse().unwrap() };
+        let mut few: Vec<_> = (1..4).map(addr).collect();
+        trim_addresses(&mut few);
+        assert_eq!(few.len(), 3);
+        let mut many: Vec<_> = (1..100).map(addr).collect();
+        trim_addresses(&mut many);
+        assert_eq!(many, (1..=8).map(addr).collect::<Vec<_>>());
+        let long: libp2p::Multiaddr = format!("/dns4/{}.example/tcp/1", "a".repeat(200))
+            .parse()
+            .unwrap();
+        let mut big = vec![long; 8];
+        trim_addresses(&mut big);
+        assert_eq!(big.len(), MAX_RECORD_ADDRESS_BYTES / big[0].as_ref().len());
     }
 }

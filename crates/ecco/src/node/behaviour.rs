@@ -191,13 +191,20 @@ fn score_params(protocols: &Protocols) -> gossipsub::PeerScoreParams {
 fn dht(key: &Keypair, config: &Config, protocols: &Protocols) -> kad::Behaviour<MemoryStore> {
     let l = &config.limits;
     let peer = key.public().to_peer_id();
+    // The event loop's quota admits at most `max_dht_records` records of
+    // others, at most K_VALUE per key; the store adds room for this node's
+    // own, so that neither side can crowd out the other. (libp2p's
+    // `max_provided_keys` counts every key in the store, not only the
+    // node's own.)
     let store = MemoryStore::with_config(
         peer,
         MemoryStoreConfig {
-            max_records: l.max_dht_records,
+            max_records: 0,
             max_value_bytes: 0,
-            max_providers_per_key: kad::K_VALUE.get(),
-            max_provided_keys: crate::discovery::dht::MAX_PUBLISHED_KEYS,
+            max_providers_per_key: kad::K_VALUE.get() + 1,
+            max_provided_keys: l
+                .max_dht_records
+                .saturating_add(crate::discovery::dht::MAX_PUBLISHED_KEYS),
         },
     );
     let mut kad_config = kad::Config::new(protocols.kad.clone());

@@ -119,7 +119,10 @@ pub struct Limits {
     /// How often this node republishes its provider records; less than the
     /// TTL so that they never lapse (default 6 h).
     pub provider_republish: Duration,
-    /// Most DHT keys this node stores provider records under (default 16,384).
+    /// Most provider records of other peers this node stores in the DHT
+    /// (default 16,384), at most 20 per key. Room for the node's own
+    /// records (up to 256 keys) is kept on top, so that others' records
+    /// cannot crowd them out, nor they others'.
     pub max_dht_records: usize,
     /// Most DHT keys one peer may hold provider records under in this node's
     /// store (default 256): a peer cannot stuff it.

@@ -6,7 +6,8 @@
 //! with any number of `chunk` frames and ends with `end` or `error`. Each
 //! frame is bounded (the request by `max_request_bytes`, each reply frame by
 //! `max_response_bytes`) and must arrive within `request_timeout` of the
-//! previous one.
+//! previous one. Writes are bounded by the same timeout on both sides, so
+//! that a peer that stops reading frees what it holds.
 
 use std::io;
 use std::pin::Pin;
@@ -139,10 +140,14 @@ impl Client {
             Ok(Err(e)) => return Err(RequestError::Unreachable(format!("{peer}: {e}"))),
             Ok(Ok(stream)) => stream,
         };
-        write_frame(&mut stream, &bytes)
-            .await
-            .map_err(|e| RequestError::Unreachable(format!("{peer}: {e}")))?;
         let max = self.max_response;
+        // Bounded: a provider that never reads would otherwise hold the
+        // request here once the stream's window is full.
+        match tokio::time::timeout(timeout, write_frame(&mut stream, &bytes)).await {
+            Err(_) => return Err(RequestError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(early_refusal(&mut stream, max, peer, &e).await),
+            Ok(Ok(())) => {}
+        }
         let frames = stream::unfold(Some(stream), move |state| async move {
             let mut stream = state?;
             let item = match tokio::time::timeout(timeout, read_frame(&mut stream, max)).await {
@@ -168,6 +173,46 @@ impl Client {
         Ok(ReplyStream {
             inner: frames.boxed(),
         })
+    }
+}
+
+/// Why writing the request failed. A provider that refuses at once (busy)
+/// writes its reason and closes, and the reset that follows can fail the
+/// write: the reason, already received, says more than the failed write.
+async fn early_refusal(
+    stream: &mut libp2p::Stream,
+    max: u64,
+    peer: PeerId,
+    error: &io::Error,
+) -> RequestError {
+    // The reason is already here if there is one; do not wait for more.
+    let read = tokio::time::timeout(EARLY_REFUSAL_WAIT, read_frame(stream, max)).await;
+    if let Ok(Ok(bytes)) = read
+        && let Ok(Frame::Error(e)) = decode::<Frame>(&bytes)
+    {
+        return e.into();
+    }
+    RequestError::Unreachable(format!("{peer}: {error}"))
+}
+
+/// How long a requester whose request could not be written looks for the
+/// provider's reason.
+const EARLY_REFUSAL_WAIT: Duration = Duration::from_millis(100);
+
+/// Writes one frame within `timeout`: a requester that stops reading must
+/// not hold a provider's slot for ever. `false` when it could not.
+async fn send_frame(stream: &mut libp2p::Stream, frame: &[u8], timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, write_frame(stream, frame)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Sends a last frame, then closes the stream so that it reaches the
+/// requester before the stream ends (a dropped stream is reset).
+async fn send_last(stream: &mut libp2p::Stream, frame: &Frame, timeout: Duration) {
+    if send_frame(stream, &encode(frame), timeout).await {
+        let _ = tokio::time::timeout(timeout, stream.close()).await;
     }
 }
 
@@ -301,12 +346,13 @@ pub(crate) async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let timeout = limits.request_timeout;
             tokio::spawn(async move {
                 let busy = refusal(
                     RemoteErrorKind::Refused,
                     "busy: too many streams in progress",
                 );
-                let _ = write_frame(&mut stream, &encode(&busy)).await;
+                send_last(&mut stream, &busy, timeout).await;
             });
             continue;
         };
@@ -351,12 +397,10 @@ async fn serve_one(
         // The requester went away or was too slow: nobody to answer.
         Ok(Err(ReadError::Io(_))) | Err(_) => return,
     };
+    let timeout = limits.request_timeout;
     let request = match first {
         Ok(request) => request,
-        Err(frame) => {
-            let _ = write_frame(&mut stream, &encode(&frame)).await;
-            return;
-        }
+        Err(frame) => return send_last(&mut stream, &frame, timeout).await,
     };
     let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(2));
     let handed = inbox.try_send(InboundRequest {
@@ -373,16 +417,22 @@ async fn serve_one(
                 refusal(RemoteErrorKind::NoHandler, "this node serves no requests")
             }
         };
-        let _ = write_frame(&mut stream, &encode(&frame)).await;
-        return;
+        return send_last(&mut stream, &frame, timeout).await;
     }
     loop {
-        let frame = rx.recv().await.unwrap_or_else(|| {
-            refusal(
+        // The requester gives up after `timeout` without a frame; so does
+        // the provider, and dropping `rx` tells the handler.
+        let frame = match tokio::time::timeout(timeout, rx.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => refusal(
                 RemoteErrorKind::HandlerFailed,
                 "the handler dropped the stream without ending it",
-            )
-        });
+            ),
+            Err(_) => refusal(
+                RemoteErrorKind::HandlerFailed,
+                format!("the handler sent nothing for {timeout:?}"),
+            ),
+        };
         let last = !matches!(frame, Frame::Chunk(_));
         let mut bytes = encode(&frame);
         let over = bytes.len() as u64 > limits.max_response_bytes;
@@ -396,12 +446,13 @@ async fn serve_one(
                 ),
             ));
         }
-        if write_frame(&mut stream, &bytes).await.is_err() {
-            // The requester is gone; dropping `rx` tells the handler.
+        if !send_frame(&mut stream, &bytes, timeout).await {
+            // The requester is gone or stopped reading; dropping `rx`
+            // tells the handler.
             return;
         }
         if last || over {
-            let _ = stream.close().await;
+            let _ = tokio::time::timeout(timeout, stream.close()).await;
             return;
         }
     }

@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey, store::RecordStore};
+use libp2p::kad::store::{MemoryStore, RecordStore};
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
@@ -55,7 +56,11 @@ impl State {
             reached: 0,
             republish_on_peer: false,
             lookups: HashMap::new(),
-            quota: dht::Quota::new(l.max_provider_keys_per_peer, l.max_dht_records),
+            quota: dht::Quota::new(
+                l.max_provider_keys_per_peer,
+                kad::K_VALUE.get(),
+                l.max_dht_records,
+            ),
             provider_ttl: l.provider_ttl,
             max_providers: l.max_lookup_providers,
         }
@@ -258,29 +263,40 @@ impl EventLoop {
             kad::InboundRequest::AddProvider {
                 record: Some(record),
             } => {
-                let now = now_ms();
-                let ttl_ms = u64::try_from(self.dht.provider_ttl.as_millis()).unwrap_or(u64::MAX);
-                let admitted = dht::is_provider_key(&self.dht.mesh, record.key.as_ref())
-                    && self.dht.quota.admit(
-                        record.provider,
-                        record.key.as_ref(),
-                        now,
-                        now.saturating_add(ttl_ms),
-                    );
-                if !admitted {
-                    tracing::debug!(provider = %record.provider, "provider record refused");
+                if !dht::is_provider_key(&self.dht.mesh, record.key.as_ref()) {
+                    tracing::debug!(provider = %record.provider, "provider record under a foreign key refused");
                     return;
                 }
-                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
-                    && let Err(e) = kad.store_mut().add_provider(record)
-                {
-                    tracing::debug!(error = ?e, "provider record not stored");
+                let ttl_ms = u64::try_from(self.dht.provider_ttl.as_millis()).unwrap_or(u64::MAX);
+                let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else {
+                    return;
+                };
+                let provider = record.provider;
+                if !store(
+                    kad.store_mut(),
+                    &mut self.dht.quota,
+                    record,
+                    now_ms(),
+                    ttl_ms,
+                ) {
+                    tracing::debug!(%provider, "provider record refused: over its quota");
                 }
             }
             kad::InboundRequest::PutRecord { source, .. } => {
                 tracing::debug!(%source, "DHT value refused: Ecco stores provider records only");
             }
             _ => {}
+        }
+    }
+
+    /// Drops the provider records that have expired from the store.
+    pub(super) fn dht_prune(&mut self) {
+        let expired = self.dht.quota.prune(now_ms());
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            for (provider, key) in expired {
+                kad.store_mut()
+                    .remove_provider(&RecordKey::new(&key), &provider);
+            }
         }
     }
 
@@ -301,5 +317,91 @@ impl EventLoop {
         for addr in addrs {
             kad.add_address(&peer, addr.clone());
         }
+    }
+}
+
+/// Stores another peer's provider `record` if its quota allows, after
+/// dropping the records that have lapsed by `now_ms`: libp2p's store
+/// removes them only when someone asks for their key, so without this
+/// they would hold their room until then.
+fn store(
+    store: &mut MemoryStore,
+    quota: &mut dht::Quota,
+    mut record: kad::ProviderRecord,
+    now_ms: u64,
+    ttl_ms: u64,
+) -> bool {
+    for (provider, key) in quota.prune(now_ms) {
+        store.remove_provider(&RecordKey::new(&key), &provider);
+    }
+    let (provider, key) = (record.provider, record.key.to_vec());
+    if !quota.admit(provider, &key, now_ms.saturating_add(ttl_ms)) {
+        return false;
+    }
+    dht::trim_addresses(&mut record.addresses);
+    if let Err(e) = store.add_provider(record) {
+        tracing::debug!(error = ?e, "provider record not stored");
+        quota.release(provider, &key);
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Identity;
+
+    fn record(key: &[u8], provider: PeerId) -> kad::ProviderRecord {
+        kad::ProviderRecord::new(RecordKey::new(&key), provider, Vec::new())
+    }
+
+    #[test]
+    fn expired_records_leave_the_store() {
+        let me = Identity::generate().peer_id();
+        let (a, b) = (
+            Identity::generate().peer_id(),
+            Identity::generate().peer_id(),
+        );
+        let mut kv = MemoryStore::new(me);
+        let mut quota = dht::Quota::new(4, 4, 4);
+        assert!(store(&mut kv, &mut quota, record(b"k1", a), 0, 100));
+        assert!(store(&mut kv, &mut quota, record(b"k2", a), 50, 100));
+        assert_eq!(kv.providers(&RecordKey::new(&b"k1")).len(), 1);
+        // At 100, a's k1 has lapsed: storing anything drops it.
+        assert!(store(&mut kv, &mut quota, record(b"k3", b), 100, 100));
+        assert!(kv.providers(&RecordKey::new(&b"k1")).is_empty());
+        assert_eq!(kv.providers(&RecordKey::new(&b"k2")).len(), 1);
+        assert_eq!(quota.len(), 2);
+    }
+
+    #[test]
+    fn a_record_the_store_refuses_is_not_counted() {
+        let me = Identity::generate().peer_id();
+        let a = Identity::generate().peer_id();
+        let config = kad::store::MemoryStoreConfig {
+            max_provided_keys: 1,
+            ..Default::default()
+        };
+        let mut kv = MemoryStore::with_config(me, config);
+        let mut quota = dht::Quota::new(4, 4, 4);
+        assert!(store(&mut kv, &mut quota, record(b"k1", a), 0, 100));
+        assert!(!store(&mut kv, &mut quota, record(b"k2", a), 0, 100));
+        assert_eq!(quota.held_by(&a), 1);
+    }
+
+    #[test]
+    fn the_addresses_of_a_stored_record_are_trimmed() {
+        let me = Identity::generate().peer_id();
+        let a = Identity::generate().peer_id();
+        let mut kv = MemoryStore::new(me);
+        let mut quota = dht::Quota::new(4, 4, 4);
+        let addrs = (1..50)
+            .map(|i| format!("/ip4/10.0.0.1/tcp/{i}").parse().unwrap())
+            .collect();
+        let r = kad::ProviderRecord::new(RecordKey::new(&b"k"), a, addrs);
+        assert!(store(&mut kv, &mut quota, r, 0, 100));
+        let held = kv.providers(&RecordKey::new(&b"k"));
+        assert_eq!(held[0].addresses.len(), dht::MAX_RECORD_ADDRESSES);
     }
 }

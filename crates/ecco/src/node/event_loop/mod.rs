@@ -208,7 +208,10 @@ impl EventLoop {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    self.on_tick();
+                    self.dht_prune();
+                }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
                         self.stop().await;
@@ -364,7 +367,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer_id, ?cause, "disconnected");
-                self.on_peer_lost(peer_id, cause.is_some());
+                self.on_peer_lost(peer_id, peers::closed_on_error(cause.as_ref()));
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,

@@ -3,6 +3,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use libp2p::swarm::ConnectionError;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, identify, mdns};
 
@@ -36,6 +37,14 @@ impl Recent {
     pub(super) fn contains(&self, peer: &PeerId) -> bool {
         self.set.contains(peer)
     }
+}
+
+/// Whether a connection closed because something went wrong, rather than
+/// because it sat idle past its keep-alive or this node closed it: only
+/// then is the peer probed, else idle peers would be probed (and dialled
+/// again) every idle timeout.
+pub(super) fn closed_on_error(cause: Option<&ConnectionError>) -> bool {
+    matches!(cause, Some(ConnectionError::IO(_)))
 }
 
 impl EventLoop {
@@ -129,5 +138,21 @@ impl EventLoop {
                 probe: true,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_broken_connection_counts_as_a_failure() {
+        assert!(!closed_on_error(None), "closed by this node");
+        assert!(
+            !closed_on_error(Some(&ConnectionError::KeepAliveTimeout)),
+            "idle"
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(closed_on_error(Some(&ConnectionError::IO(reset))));
     }
 }
