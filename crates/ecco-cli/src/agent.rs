@@ -111,13 +111,14 @@ fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
     if file.mdns == Some(false) {
         mesh_args.no_mdns = true;
     }
-    let config = mesh_args.config(Config::default())?;
+    let mut config = mesh_args.config(Config::default())?;
     let timeout = duration(
         args.handler_timeout
             .as_deref()
             .or(file.handler_timeout.as_deref())
             .unwrap_or(DEFAULT_HANDLER_TIMEOUT),
     )?;
+    crate::mesh::allow_calls_of(&mut config, timeout);
     Ok((config, timeout))
 }
 
@@ -246,5 +247,18 @@ mod tests {
 
         let (_, timeout) = settled(&[], "");
         assert_eq!(timeout, Duration::from_secs(30), "the default");
+    }
+
+    #[test]
+    fn a_long_handler_timeout_is_not_cut_short_by_the_request_timeout() {
+        let (config, timeout) = settled(&["--handler-timeout", "2m"], "");
+        assert_eq!(timeout, Duration::from_secs(120));
+        assert!(config.limits.request_timeout > timeout);
+        // A short one leaves the node's default alone.
+        let (config, _) = settled(&["--handler-timeout", "1s"], "");
+        assert_eq!(
+            config.limits.request_timeout,
+            Config::default().limits.request_timeout
+        );
     }
 }

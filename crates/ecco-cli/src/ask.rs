@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use ecco::agent::Answered;
-use ecco::aggregation::Verdict;
+use ecco::aggregation::{FailureKind, Verdict};
 use ecco::{Aggregation, Selection};
 
 use crate::mesh::MeshArgs;
@@ -69,7 +69,7 @@ pub(crate) async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--aggregate: {e}"))?;
     let timeout = crate::agent::duration(&args.timeout)?;
     let wait = crate::agent::duration(&args.wait)?;
-    let agent = discover::client(&args.mesh, args.identity).await?;
+    let agent = discover::client(&args.mesh, args.identity, timeout).await?;
     let answered = agent
         .query(query)
         .select(selection)
@@ -106,9 +106,13 @@ fn settled(answered: &Answered, min_agents: usize) -> anyhow::Result<()> {
         }
         Verdict::NoResponses => bail!("no answer: no agent responded"),
     }
-    let failed = c.failures.len();
-    // Agents still working when the answer was decided were cut short, not
-    // failed: they do not count against `min_agents`.
+    // Agents still working when the answer was decided were cut short
+    // (cancelled), not failed: they do not count against `min_agents`.
+    let failed = c
+        .failures
+        .iter()
+        .filter(|f| f.failure.kind != FailureKind::Cancelled)
+        .count();
     if answered.asked.len().saturating_sub(failed) < min_agents {
         let ok = c.agents.iter().filter(|a| a.ok).count();
         bail!("{ok} agent(s) answered and {failed} failed: fewer than --min-agents {min_agents}");

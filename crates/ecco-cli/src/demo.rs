@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ecco::agent::{Agent, Answered, Call, HandlerError, Proposal};
-use ecco::aggregation::{Cluster, Response, Verdict};
+use ecco::aggregation::{Cluster, FailureKind, Response, Verdict};
 use ecco::negotiation::{Reply, Step, Terms};
 use ecco::node::{Answer, Config};
 use ecco::{Aggregation, PeerId, Query, Selection};
@@ -488,6 +488,12 @@ async fn ask(
         .iter()
         .map(|p| (ecco::agent_id(p).to_string(), name(p)))
         .collect();
+    let cancelled: Vec<&str> = c
+        .failures
+        .iter()
+        .filter(|f| f.failure.kind == FailureKind::Cancelled)
+        .map(|f| f.agent.as_str())
+        .collect();
     let outcomes = c
         .agents
         .iter()
@@ -495,6 +501,8 @@ async fn ask(
             let who = by_agent.get(a.agent.as_str()).cloned().unwrap_or_default();
             let what = if a.ok {
                 format!("{:.0} ms", a.latency_ms.unwrap_or_default())
+            } else if cancelled.contains(&a.agent.as_str()) {
+                "cancelled".to_owned()
             } else {
                 "failed".to_owned()
             };

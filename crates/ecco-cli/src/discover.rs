@@ -1,6 +1,7 @@
 //! `ecco discover`: which agents match, with their scores.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use ecco::Query;
@@ -49,13 +50,19 @@ pub(crate) fn query(
         .map_err(|e| anyhow::anyhow!("query `{text}`: {e}"))
 }
 
-/// Starts a client agent (no capabilities) on the mesh the flags describe.
-pub(crate) async fn client(mesh: &MeshArgs, identity: Option<PathBuf>) -> anyhow::Result<Agent> {
+/// Starts a client agent (no capabilities) on the mesh the flags describe,
+/// whose requests may last `calls`.
+pub(crate) async fn client(
+    mesh: &MeshArgs,
+    identity: Option<PathBuf>,
+    calls: Duration,
+) -> anyhow::Result<Agent> {
     // A client listens on loopback only, unless told otherwise.
-    let config = mesh.config(Config {
+    let mut config = mesh.config(Config {
         discovery: Config::default().discovery,
         ..Config::loopback()
     })?;
+    mesh::allow_calls_of(&mut config, calls);
     let mut builder = Agent::builder().config(config.clone());
     if identity.is_some() {
         builder = builder.identity(crate::id::load(identity)?.0);
@@ -68,7 +75,7 @@ pub(crate) async fn client(mesh: &MeshArgs, identity: Option<PathBuf>) -> anyhow
 pub(crate) async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let query = query(&args.kind, &args.features, &args.constraints)?;
     let wait = crate::agent::duration(&args.wait)?;
-    let agent = client(&args.mesh, args.identity).await?;
+    let agent = client(&args.mesh, args.identity, Duration::ZERO).await?;
     // Waits the whole time: there is no telling how many agents exist.
     let found = agent.discover(&query, usize::MAX, wait).await?;
     print(&found, json)?;

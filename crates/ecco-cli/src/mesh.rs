@@ -73,6 +73,20 @@ impl MeshArgs {
     }
 }
 
+/// Room for the answer to travel after a call's own deadline.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
+
+/// Lets the node's request-response exchanges last as long as calls of
+/// `call` need: `Limits::request_timeout` (30 s by default) bounds every
+/// request on both sides, and would silently cut a longer handler or
+/// `ask --timeout` short.
+pub(crate) fn allow_calls_of(config: &mut Config, call: Duration) {
+    let needed = call.saturating_add(ANSWER_MARGIN);
+    if config.limits.request_timeout < needed {
+        config.limits.request_timeout = needed;
+    }
+}
+
 /// Connects to every bootstrap peer, so that a wrong address is an error
 /// now rather than an empty answer later.
 pub(crate) async fn reach_bootstrap(agent: &Agent, config: &Config) -> anyhow::Result<()> {

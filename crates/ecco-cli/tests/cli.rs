@@ -244,11 +244,21 @@ fn first_response_answers_at_the_fastest_agents_pace() {
         "first-response",
         "--candidates",
         "2",
+        // The slow agent is cut short, not failed: it still counts.
+        "--min-agents",
+        "2",
         "--no-mdns",
         "--bootstrap",
         &fast.addr,
     ]);
     assert_eq!(answered["consensus"]["answer"], "quick");
+    let kinds: Vec<&Value> = answered["consensus"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["failure"]["kind"])
+        .collect();
+    assert_eq!(kinds, [&Value::from("cancelled")], "{answered}");
     let elapsed = answered["elapsed_ms"].as_f64().unwrap();
     println!("first-response took {elapsed:.0} ms; the slow agent takes 5000 ms");
     assert!(

@@ -141,7 +141,7 @@ async fn failed_agents_are_replaced_until_enough_succeed() {
 #[tokio::test]
 async fn first_response_does_not_wait_for_the_slow() {
     let hub = agent(None, "llm/chat fast@1.0.0", json!("quick"), Duration::ZERO).await;
-    let _slow = agent(
+    let slow = agent(
         Some(&hub),
         "llm/chat slow@1.0.0",
         json!("late"),
@@ -159,6 +159,19 @@ async fn first_response_does_not_wait_for_the_slow() {
         .await
         .unwrap();
     assert_eq!(answered.consensus.answer, Some(json!("quick")));
+    // The slow agent's call is reported as cancelled, not dropped, and not
+    // held against it.
+    let c = &answered.consensus;
+    assert_eq!(c.agents.len(), 2);
+    assert!(
+        c.failures
+            .iter()
+            .any(|f| f.agent == ecco::agent_id(&slow.peer_id())
+                && f.failure.kind == FailureKind::Cancelled),
+        "{:?}",
+        c.failures
+    );
+    assert!(client.performance(&slow.peer_id()).is_none());
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "answered after {:?}, not after the slow agent's 10 s",
@@ -281,6 +294,98 @@ async fn too_few_candidates_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at least 3"), "{err}");
+}
+
+#[tokio::test]
+async fn a_peer_with_several_matching_offers_is_one_agent() {
+    let hub = Agent::builder()
+        .config(Config::memory())
+        .capability("vote/x a@1.0.0".parse().unwrap())
+        .capability("vote/x b@1.0.0".parse().unwrap())
+        .handler("vote/x", |_call: Call| async {
+            Ok(Answer::new(json!("yes")))
+        })
+        .spawn()
+        .await
+        .unwrap();
+    let _other = agent(Some(&hub), "vote/x c@1.0.0", json!("no"), Duration::ZERO).await;
+    let client = client(&hub).await;
+    knows(&client, "vote/x", 2).await;
+    let answered = client
+        .query(q("vote/x"))
+        .select(Selection::All)
+        .send(json!(null))
+        .await
+        .unwrap();
+    // Two offers, one agent: asked once, and its answer counted once, so
+    // the vote is a tie and not "yes" by two to one.
+    assert_eq!(answered.rankings.len(), 2, "{:?}", answered.rankings);
+    assert_eq!(answered.asked.len(), 2);
+    assert_eq!(
+        answered
+            .asked
+            .iter()
+            .filter(|p| **p == hub.peer_id())
+            .count(),
+        1
+    );
+    assert_eq!(answered.consensus.agents.len(), 2);
+    assert_eq!(answered.consensus.agreement, 1);
+}
+
+#[tokio::test]
+async fn all_asks_agents_found_beyond_those_already_known() {
+    let hub = agent(None, "far/x a@1.0.0", json!("a"), Duration::ZERO).await;
+    // Announces nothing: only the DHT can tell of it.
+    let mut config = Config::memory();
+    config.discovery.announcements = false;
+    config.bootstrap = hub.addresses().await.unwrap();
+    let hidden = Agent::builder()
+        .config(config)
+        .capability("far/x b@1.0.0".parse().unwrap())
+        .handler("far/x", |_call: Call| async { Ok(Answer::new(json!("b"))) })
+        .spawn()
+        .await
+        .unwrap();
+    // The hub's DHT store knows the hidden agent.
+    let published = tokio::time::timeout(WAIT, async {
+        loop {
+            let found = hub.node().lookup(&q("far/x")).await.unwrap();
+            if found.iter().any(|f| f.peer == hidden.peer_id()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(published.is_ok(), "the hidden agent publishes to the hub");
+    // The client learns no more than the hub's own offer by itself (no
+    // announcements, no fetch on connect), as after an earlier lookup.
+    let mut config = Config::memory();
+    config.discovery.announcements = false;
+    config.bootstrap = hub.addresses().await.unwrap();
+    let client = Agent::builder().config(config).spawn().await.unwrap();
+    client
+        .node()
+        .fetch_capabilities(hub.peer_id())
+        .await
+        .unwrap();
+    let known = client.ranked(&q("far/x")).await.unwrap();
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].peer, hub.peer_id());
+
+    let answered = client
+        .query(q("far/x"))
+        .select(Selection::All)
+        .send(json!(null))
+        .await
+        .unwrap();
+    assert!(
+        answered.asked.contains(&hidden.peer_id()),
+        "asked only {:?}",
+        answered.asked
+    );
+    assert_eq!(answered.asked.len(), 2);
 }
 
 mod negotiation {

@@ -129,9 +129,11 @@ impl Similarity for Lexical {
 pub fn normalize(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(normalize_text(s)),
-        Value::Number(n) => n
+        // Integers stay exact: as f64, those beyond 2^53 would collide.
+        Value::Number(n) if n.is_f64() => n
             .as_f64()
             .map_or_else(|| value.clone(), crate::value::json_number),
+        Value::Number(_) => value.clone(),
         Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
         Value::Object(map) => {
             let sorted: BTreeMap<&String, Value> =
@@ -182,6 +184,25 @@ mod tests {
             exact_key(&json!({"a": "x", "b": 1.0}))
         );
         assert_ne!(exact_key(&json!([1, 2])), exact_key(&json!([2, 1])));
+    }
+
+    #[test]
+    fn large_integers_stay_distinct() {
+        // Both are the same f64; as integers they differ.
+        let (a, b) = (
+            json!(9_007_199_254_740_993_u64),
+            json!(9_007_199_254_740_992_u64),
+        );
+        assert_ne!(exact_key(&a), exact_key(&b));
+        assert_eq!(Exact.similarity(&a, &b), 0.0);
+        assert_ne!(
+            exact_key(&json!(-9_007_199_254_740_993_i64)),
+            exact_key(&json!(-9_007_199_254_740_992_i64))
+        );
+        assert_eq!(exact_key(&json!(u64::MAX)), u64::MAX.to_string());
+        // An integral float still equals its integer.
+        assert_eq!(exact_key(&json!(2.0)), exact_key(&json!(2)));
+        assert_eq!(exact_key(&json!(-3.0)), exact_key(&json!(-3)));
     }
 
     #[test]

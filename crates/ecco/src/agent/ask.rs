@@ -43,7 +43,8 @@ pub struct Answered {
     /// The aggregated answer, with the consensus data and each asked
     /// agent's outcome and latency.
     pub consensus: Consensus,
-    /// Every candidate, ranked, as the selection saw them.
+    /// Every candidate, ranked, as the selection saw them: each peer once,
+    /// with its best matching offer.
     pub rankings: Vec<Ranked>,
     /// The agents asked, in the order they were asked (failover last).
     #[serde(serialize_with = "all_base58")]
@@ -158,7 +159,9 @@ impl Ask {
         self
     }
 
-    /// The overall deadline, from `send` to the result.
+    /// The overall deadline, from `send` to the result. Each request is
+    /// also bounded by the node's `Limits::request_timeout` (30 s by
+    /// default, on the provider's node too): raise it for longer calls.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -189,16 +192,20 @@ impl Ask {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let needed = self.min_agents.max(1);
-        let want = self
-            .selection
-            .count()
-            .unwrap_or(1)
-            .max(needed)
-            .max(self.candidates);
-        let rankings = self
-            .agent
-            .discover(&self.query, want, self.discovery.min(self.timeout))
-            .await?;
+        let count = self.selection.count();
+        let want = count.unwrap_or(1).max(needed).max(self.candidates);
+        // `all` wants every agent there is: discovery also waits for the
+        // DHT lookup and the registry search, not only for the first ones.
+        let rankings = best_per_peer(
+            self.agent
+                .discover_until(
+                    &self.query,
+                    want,
+                    count.is_none(),
+                    self.discovery.min(self.timeout),
+                )
+                .await?,
+        );
         let (chosen, mut reserve) = self.choose(&rankings)?;
 
         let mut fanout = Fanout {
@@ -238,19 +245,18 @@ impl Ask {
             };
             fanout.pending.remove(&i);
             let ranked = &rankings[i];
-            let outcome = match result {
+            let (outcome, success) = match result {
                 Ok(answer) => {
                     successes += 1;
                     receipts.extend(answer.receipt.map(|r| *r));
-                    self.record(ranked, Some(latency));
-                    Ok(answer.result)
+                    (Ok(answer.result), Some(latency))
                 }
-                Err(e) => {
-                    self.record(ranked, None);
-                    Err(Failure::new(e.kind(), e.to_string()))
-                }
+                Err(e) => (Err(Failure::new(e.kind(), e.to_string())), None),
             };
+            // The response carries the agent's record from before this
+            // call, so that weighing does not count the call in itself.
             aggregator.push(self.response(ranked, outcome, Some(latency)));
+            self.record(ranked, success);
             // Failover: replace failures while too few can still succeed.
             let mut grew = false;
             while successes + fanout.pending.len() < needed
@@ -264,7 +270,15 @@ impl Ask {
                 aggregator = self.aggregator(expected, aggregator.responses());
             }
             if aggregator.progress() == ecco_core::aggregation::Progress::Decided {
-                // Dropping the other calls cancels them.
+                // Dropping the other calls cancels them. They are reported,
+                // but not held against their agents: nothing went wrong.
+                for &i in &fanout.pending {
+                    let failure = Failure::new(
+                        FailureKind::Cancelled,
+                        "cancelled: the result was decided without it",
+                    );
+                    aggregator.push(self.response(&rankings[i], Err(failure), None));
+                }
                 break;
             }
         }
@@ -353,6 +367,14 @@ impl Ask {
             None => memory.failure(&agent),
         }
     }
+}
+
+/// Each peer once, with its best offer: a peer with several matching
+/// capabilities is one agent, asked and counted once. `ranked` is best
+/// first, so the first offer of each peer is its best.
+fn best_per_peer(ranked: Vec<Ranked>) -> Vec<Ranked> {
+    let mut seen = std::collections::HashSet::new();
+    ranked.into_iter().filter(|r| seen.insert(r.peer)).collect()
 }
 
 /// Where each offer sits in `offers`, by address: a match refers to its

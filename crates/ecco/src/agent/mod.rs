@@ -321,6 +321,15 @@ struct Inner {
 
 /// Locks a mutex that no code path can poison in a harmful way: every
 /// critical section only reads or replaces plain data.
+/// How many distinct peers `ranked` holds offers of.
+fn peers(ranked: &[Ranked]) -> usize {
+    ranked
+        .iter()
+        .map(|r| r.peer)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -478,9 +487,9 @@ impl Agent {
     }
 
     /// The discovery cascade: the local directory first; while it holds
-    /// fewer than `want` matches, a DHT lookup and whatever the mesh
-    /// announces meanwhile, for at most `wait` (never a fixed sleep: it
-    /// returns as soon as there are enough). With a registry, its search
+    /// matches from fewer than `want` peers, a DHT lookup and whatever the
+    /// mesh announces meanwhile, for at most `wait` (never a fixed sleep:
+    /// it returns as soon as there are enough). With a registry, its search
     /// runs alongside the DHT lookup: its hits are hints (peer and
     /// addresses), made matchable by fetching each peer's signed capability
     /// document from the peer itself.
@@ -490,9 +499,22 @@ impl Agent {
         want: usize,
         wait: Duration,
     ) -> Result<Vec<Ranked>, NodeError> {
+        self.discover_until(query, want, false, wait).await
+    }
+
+    /// [`discover`](Self::discover), and with `finish_lookup`, not done
+    /// before the DHT lookup and the registry search are over (or `wait`
+    /// has passed) even with `want` peers known: what `all` asks for.
+    pub(crate) async fn discover_until(
+        &self,
+        query: &Query,
+        want: usize,
+        finish_lookup: bool,
+        wait: Duration,
+    ) -> Result<Vec<Ranked>, NodeError> {
         let mut events = self.inner.node.subscribe();
         let ranked = self.ranked(query).await?;
-        if ranked.len() >= want || wait.is_zero() {
+        if (peers(&ranked) >= want && !finish_lookup) || wait.is_zero() {
             return Ok(ranked);
         }
         let deadline = tokio::time::Instant::now() + wait;
@@ -503,11 +525,10 @@ impl Agent {
                 tracing::debug!(error = %e, "DHT lookup failed");
             }
         };
+        // For `all`, as many registry hits as one page holds.
+        let hits = if finish_lookup { usize::MAX } else { want };
         let lookup = async {
-            futures::join!(dht_lookup, self.search_registry(query, want));
-            if !can_look_up && self.inner.registry.is_none() {
-                futures::future::pending::<()>().await;
-            }
+            futures::join!(dht_lookup, self.search_registry(query, hits));
         };
         tokio::pin!(lookup);
         let mut looked_up = false;
@@ -523,7 +544,7 @@ impl Agent {
                 },
             }
             let ranked = self.ranked(query).await?;
-            if ranked.len() >= want {
+            if peers(&ranked) >= want && (looked_up || !finish_lookup) {
                 return Ok(ranked);
             }
         }

@@ -78,7 +78,15 @@ pub enum FetchError {
         /// Why.
         reason: String,
     },
-    /// The answer was not a valid announcement by that peer for this mesh.
+    /// The peer is connected but did not answer within the request
+    /// timeout. Unlike [`FetchError::Unreachable`], it has not left.
+    #[error("{peer} did not answer the capability fetch in time")]
+    Timeout {
+        /// The peer.
+        peer: libp2p::PeerId,
+    },
+    /// The answer was not a valid announcement by that peer for this mesh
+    /// (too large, malformed, badly signed, or for another mesh).
     #[error("{peer} sent an invalid capability document: {reason}")]
     Invalid {
         /// The peer.

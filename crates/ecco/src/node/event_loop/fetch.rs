@@ -35,6 +35,26 @@ pub(super) struct Fetches {
     waiting: HashMap<PeerId, Vec<Fetch>>,
 }
 
+/// Why a fetch that was sent failed. Only a peer that cannot be reached
+/// counts as gone to a probe: a slow one, or one whose answer is too large
+/// or malformed, is still there.
+fn failure(peer: PeerId, error: &request_response::OutboundFailure) -> FetchError {
+    use request_response::OutboundFailure;
+    match error {
+        OutboundFailure::Timeout => FetchError::Timeout { peer },
+        OutboundFailure::Io(e) => FetchError::Invalid {
+            peer,
+            reason: e.to_string(),
+        },
+        OutboundFailure::DialFailure
+        | OutboundFailure::ConnectionClosed
+        | OutboundFailure::UnsupportedProtocols => FetchError::Unreachable {
+            peer,
+            reason: error.to_string(),
+        },
+    }
+}
+
 impl EventLoop {
     /// Asks `peer` for its capabilities, dialling it first when needed with
     /// `addrs` and whatever addresses the behaviours know.
@@ -146,11 +166,7 @@ impl EventLoop {
                 request_id, error, ..
             } => {
                 if let Some((peer, fetch)) = self.fetches.sent.remove(&request_id) {
-                    let error = FetchError::Unreachable {
-                        peer,
-                        reason: error.to_string(),
-                    };
-                    self.fetch_failed(peer, fetch, error);
+                    self.fetch_failed(peer, fetch, failure(peer, &error));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -205,5 +221,30 @@ impl EventLoop {
             }
             Err(e) => self.fetch_failed(peer, fetch, e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use request_response::OutboundFailure;
+
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_peer_counts_as_gone() {
+        let peer = crate::Identity::generate().peer_id();
+        let gone = |e: OutboundFailure| matches!(failure(peer, &e), FetchError::Unreachable { .. });
+        assert!(gone(OutboundFailure::DialFailure));
+        assert!(gone(OutboundFailure::ConnectionClosed));
+        assert!(gone(OutboundFailure::UnsupportedProtocols));
+        assert_eq!(
+            failure(peer, &OutboundFailure::Timeout),
+            FetchError::Timeout { peer }
+        );
+        let oversized = std::io::Error::new(std::io::ErrorKind::InvalidData, "answer too large");
+        assert!(matches!(
+            failure(peer, &OutboundFailure::Io(oversized)),
+            FetchError::Invalid { reason, .. } if reason.contains("too large")
+        ));
     }
 }
