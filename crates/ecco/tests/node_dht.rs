@@ -105,13 +105,7 @@ async fn a_capability_is_found_through_the_dht_alone_across_a_chain() {
 async fn raw_kad_peer() -> Swarm<kad::Behaviour<MemoryStore>> {
     let mut swarm = SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(|key| {
-            use libp2p::Transport as _;
-            libp2p::core::transport::MemoryTransport::default()
-                .upgrade(libp2p::core::upgrade::Version::V1)
-                .authenticate(libp2p::noise::Config::new(key).unwrap())
-                .multiplex(libp2p::yamux::Config::default())
-        })
+        .with_other_transport(common::memory_transport)
         .unwrap()
         .with_behaviour(|key| {
             let peer = key.public().to_peer_id();

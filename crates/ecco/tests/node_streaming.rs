@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
+use common::WAIT;
 use ecco::node::{Answer, Config, Inbox, Node, RemoteErrorKind, Request, RequestError};
 use ecco::{CapabilityType, Identity};
 use futures::StreamExt;
@@ -260,13 +263,7 @@ async fn raw_stream_peer() -> (libp2p::PeerId, libp2p::Multiaddr, libp2p_stream:
 
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(|key| {
-            use libp2p::Transport as _;
-            libp2p::core::transport::MemoryTransport::default()
-                .upgrade(libp2p::core::upgrade::Version::V1)
-                .authenticate(libp2p::noise::Config::new(key).unwrap())
-                .multiplex(libp2p::yamux::Config::default())
-        })
+        .with_other_transport(common::memory_transport)
         .unwrap()
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
         .unwrap()
@@ -401,6 +398,3 @@ async fn attempt(
         Err(e) => vec![Err(e)],
     }
 }
-
-/// How long a test waits for what must happen.
-const WAIT: Duration = Duration::from_secs(20);

@@ -11,6 +11,19 @@ use tokio::sync::broadcast;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The memory transport with Noise and Yamux, for bare libp2p peers that
+/// play misbehaving or minimal nodes.
+pub fn memory_transport(
+    key: &libp2p::identity::Keypair,
+) -> libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)> {
+    use libp2p::Transport as _;
+    libp2p::core::transport::MemoryTransport::default()
+        .upgrade(libp2p::core::upgrade::Version::V1)
+        .authenticate(libp2p::noise::Config::new(key).unwrap())
+        .multiplex(libp2p::yamux::Config::default())
+        .boxed()
+}
+
 pub async fn node(identity: &Identity) -> Node {
     Node::spawn(identity, Config::memory()).await.unwrap().0
 }
