@@ -246,6 +246,8 @@ impl Phase {
 
 /// Agents and raters, shared by the workers.
 struct Population {
+    // The registry's id, which signed writes cover.
+    registry: String,
     agents: Vec<Identity>,
     raters: Vec<Identity>,
 }
@@ -260,7 +262,13 @@ struct Outcome {
 
 async fn run_backend(label: &str, database_url: &str, redis: Option<&str>, settings: &Settings) {
     let registry = Registry::start(database_url, redis);
+    let health = ecco_registry::Client::new(&registry.url, Identity::generate())
+        .expect("registry URL is valid")
+        .health()
+        .await
+        .expect("the registry answers /health");
     let population = Arc::new(Population {
+        registry: health.registry,
         agents: (0..settings.agents).map(|_| Identity::generate()).collect(),
         raters: (0..settings.agents).map(|_| Identity::generate()).collect(),
     });
@@ -417,6 +425,7 @@ fn build(phase: Phase, n: usize, authority: &str, population: &Population) -> Re
         }
         Phase::Detail => get(format!("/v1/agents/{}", agent.peer_id())),
         Phase::Heartbeat => signed(
+            &population.registry,
             agent,
             "POST",
             &format!("/v1/agents/{}/heartbeat", agent.peer_id()),
@@ -434,19 +443,27 @@ fn build(phase: Phase, n: usize, authority: &str, population: &Population) -> Re
                 rating: Some(1 + (n % 5) as u8),
             })
             .expect("feedback serialises");
-            signed(rater, "POST", "/v1/feedback", body, authority)
+            signed(
+                &population.registry,
+                rater,
+                "POST",
+                "/v1/feedback",
+                body,
+                authority,
+            )
         }
     }
 }
 
 fn signed(
+    registry: &str,
     who: &Identity,
     method: &str,
     path: &str,
     body: Vec<u8>,
     authority: &str,
 ) -> Request<Full<Bytes>> {
-    let signed = Signed::sign(who, method, path, &body, now_ms() / 1000);
+    let signed = Signed::sign(who, registry, method, path, &body, now_ms() / 1000);
     let mut request = Request::builder()
         .method(method)
         .uri(path)

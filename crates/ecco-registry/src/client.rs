@@ -3,7 +3,7 @@
 //! system's trusted roots, plus any the caller adds for a private CA); every
 //! write is signed with the agent's identity.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecco_identity::{Identity, PeerId};
@@ -81,6 +81,9 @@ pub struct Client {
     identity: Identity,
     read_token: Option<String>,
     timeout: Duration,
+    // The registry's id, which signed writes cover: read from `/health` on
+    // the first write, shared by clones.
+    registry: Arc<Mutex<Option<Arc<str>>>>,
 }
 
 /// An error and its causes, `a: b: c`: hyper's own message ("client error
@@ -171,6 +174,7 @@ impl Client {
             identity,
             read_token: None,
             timeout: DEFAULT_TIMEOUT,
+            registry: Arc::default(),
         })
     }
 
@@ -312,30 +316,71 @@ impl Client {
         self.send(request).await
     }
 
+    /// The registry's id, read once from `/health` (again when `refresh`).
+    async fn registry_id(&self, refresh: bool) -> Result<Arc<str>, ClientError> {
+        if !refresh
+            && let Some(id) = self
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        {
+            return Ok(id);
+        }
+        let id: Arc<str> = Arc::from(self.health().await?.registry);
+        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+        Ok(id)
+    }
+
     async fn signed<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<R, ClientError> {
-        let body = match body {
+        let body = Bytes::from(match body {
             Some(body) => {
                 serde_json::to_vec(body).map_err(|e| ClientError::Decode(e.to_string()))?
             }
             None => Vec::new(),
-        };
+        });
+        let registry = self.registry_id(false).await?;
+        match self.send(self.sign(&registry, &method, path, &body)?).await {
+            // The registry behind this URL changed (a new database): learn
+            // its id and try once more.
+            Err(refused @ ClientError::Api { status: 401, .. }) if matches!(&refused, ClientError::Api { code, .. } if code == "bad_signature") =>
+            {
+                let fresh = self.registry_id(true).await?;
+                if fresh == registry {
+                    return Err(refused);
+                }
+                self.send(self.sign(&fresh, &method, path, &body)?).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// A request to `registry` signed now, with a fresh nonce.
+    fn sign(
+        &self,
+        registry: &str,
+        method: &Method,
+        path: &str,
+        body: &Bytes,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let signed = Signed::sign(
             &self.identity,
+            registry,
             method.as_str(),
             path,
-            &body,
+            body,
             i64::try_from(now).unwrap_or(0),
         );
         let mut request = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("{}{path}", self.base));
         for (name, value) in signed.headers() {
             request = request.header(name, value);
@@ -343,10 +388,9 @@ impl Client {
         if !body.is_empty() {
             request = request.header("content-type", "application/json");
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::InvalidUrl(e.to_string()))?;
-        self.send(request).await
+        request
+            .body(Full::new(body.clone()))
+            .map_err(|e| ClientError::InvalidUrl(e.to_string()))
     }
 
     async fn send<R: DeserializeOwned>(

@@ -12,7 +12,13 @@
 //! - `trust(r) = newcomer_trust + (1 − newcomer_trust) × confidence(r) × score(r) / 100`,
 //!   where `score(r)` and `confidence(r)` are `r`'s own reputation computed
 //!   in a first pass in which every rater has `newcomer_trust`. A rater no one
-//!   has rated has trust `newcomer_trust`.
+//!   has rated has trust `newcomer_trust`;
+//! - the crowd cap: the `newcomer_trust` part of every rater's weight, the
+//!   part anyone gets for free, together weighs at most `crowd_weight` for
+//!   one agent (scaled down in proportion when more); the trust a rater
+//!   earned beyond it is not capped. Identities cost nothing, so without
+//!   the cap an agent could issue receipts to a thousand fresh identities of
+//!   its own and have them rate it.
 //!
 //! The reputation is a Bayesian average against a prior:
 //!
@@ -23,7 +29,15 @@
 //! so that: it rises with good ratings; no rater moves it by more than
 //! `100 / (prior_weight + 1)` points (16.7 with the defaults); a rater without
 //! reputation moves it by at most `100 × newcomer_trust / (prior_weight + newcomer_trust)`
-//! points (2.0); and old feedback fades. These properties are tested below.
+//! points (2.0); any number of raters without reputation together move it
+//! by at most `100 × crowd_weight / (prior_weight + crowd_weight)` points
+//! (16.7); and old feedback fades. These properties are tested below.
+//!
+//! What the cap does not stop: identities that rate one another first earn
+//! a little trust each (at most `(1 − newcomer_trust) × crowd_weight /
+//! (crowd_weight + prior_weight)`, 0.15, beyond the newcomer's 0.1), and
+//! that earned part is not capped. A large enough ring still moves a score;
+//! anchoring trust in raters the operator vouches for would close it.
 
 use std::collections::HashMap;
 
@@ -55,6 +69,9 @@ pub struct Params {
     pub half_life_ms: f64,
     /// The trust of a rater no one has rated, on `(0, 1]`.
     pub newcomer_trust: f64,
+    /// The most weight the `newcomer_trust` parts of all raters of one
+    /// agent carry together, in fully trusted raters.
+    pub crowd_weight: f64,
 }
 
 impl Default for Params {
@@ -64,6 +81,7 @@ impl Default for Params {
             prior_weight: 5.0,
             half_life_ms: 30.0 * 24.0 * 3600.0 * 1000.0,
             newcomer_trust: 0.1,
+            crowd_weight: 1.0,
         }
     }
 }
@@ -182,13 +200,25 @@ fn pass(
     agents
         .into_iter()
         .map(|(agent, per)| {
+            let base = params.newcomer_trust;
+            let crowd: f64 = per
+                .raters
+                .values()
+                .map(|r| base * r.decay_sum.min(1.0))
+                .sum();
+            let scale = if crowd > params.crowd_weight {
+                params.crowd_weight / crowd
+            } else {
+                1.0
+            };
             let mut weight = 0.0;
             let mut weighted = 0.0;
             for (rater, r) in &per.raters {
                 if r.decay_sum <= 0.0 {
                     continue;
                 }
-                let w = trust(rater) * r.decay_sum.min(1.0);
+                let t = trust(rater);
+                let w = r.decay_sum.min(1.0) * (base.min(t) * scale + (t - base).max(0.0));
                 weight += w;
                 weighted += w * (r.weighted_score / r.decay_sum);
             }
@@ -297,6 +327,51 @@ mod tests {
             .collect();
         // Ten raters of trust 0.1 weigh as one: at most 100 / 6 points.
         assert!(score(&reports, "a") - 50.0 <= 100.0 / 6.0 + 1e-9);
+    }
+
+    #[test]
+    fn any_number_of_unrated_sybils_moves_it_at_most_as_one_trusted_rater() {
+        let p = Params::default();
+        let bound = 100.0 * p.crowd_weight / (p.prior_weight + p.crowd_weight);
+        for n in [10, 100, 1_000] {
+            // An agent that issued receipts to `n` fresh identities of its own.
+            let reports: Vec<_> = (0..n)
+                .map(|i| report(&format!("sybil{i}"), "a", true, Some(5)))
+                .collect();
+            let moved = score(&reports, "a") - 50.0;
+            assert!(moved <= bound + 1e-9, "{n} sybils moved it {moved} points");
+            assert!(moved > 0.0, "their ratings still count a little");
+        }
+        // And a crowd cannot sink an agent either.
+        let reports: Vec<_> = (0..1_000)
+            .map(|i| report(&format!("troll{i}"), "a", false, Some(1)))
+            .collect();
+        assert!(50.0 - score(&reports, "a") <= bound + 1e-9);
+    }
+
+    #[test]
+    fn the_crowd_cap_leaves_earned_trust_whole() {
+        // Twenty raters well rated by each other, and a thousand fresh ones:
+        // the crowd's cap does not dilute the trust the twenty earned.
+        let mut reports = trusted_raters(20);
+        for i in 0..20 {
+            reports.push(report(&format!("t{i}"), "a", false, Some(1)));
+        }
+        let trusted_only = score(&reports, "a");
+        for i in 0..1_000 {
+            reports.push(report(&format!("fresh{i}"), "a", true, Some(5)));
+        }
+        let p = Params::default();
+        let bound = 100.0 * p.crowd_weight / (p.prior_weight + p.crowd_weight);
+        let with_crowd = score(&reports, "a");
+        assert!(
+            with_crowd - trusted_only <= bound + 1e-9,
+            "{trusted_only} -> {with_crowd}"
+        );
+        assert!(
+            trusted_only < 40.0 && with_crowd < 50.0,
+            "the trusted raters' verdict stands: {trusted_only} -> {with_crowd}"
+        );
     }
 
     #[test]

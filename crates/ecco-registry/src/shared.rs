@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 
 use crate::wire::Event;
 
-/// Prefix of the registry-scoped Redis names: the live events channel and
-/// the catalog's keys, under the registry's id.
+/// Prefix of the registry-scoped Redis names (nonces, rate windows, the live
+/// events channel and the catalog's keys), under the registry's id.
 const SCOPE_PREFIX: &str = "ecco-registry";
 /// Most entries the in-process nonce and rate tables hold before pruning.
 const LOCAL_TABLE_CAP: usize = 1 << 20;
@@ -93,7 +93,7 @@ impl Shared {
     /// [`registry_id`](crate::store::Store::registry_id)); events published by
     /// any of its instances reach the subscribers of every one of them.
     /// Registries sharing a Redis but not a database never see each other's
-    /// events or cached catalog; nonces and rate limits are per agent, for all.
+    /// nonces, rate windows, claims, events or cached catalog.
     ///
     /// # Errors
     /// [`SharedError::Redis`] if Redis cannot be reached.
@@ -150,7 +150,7 @@ impl Shared {
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
                 let set: Option<String> = redis::cmd("SET")
-                    .arg(format!("ecco-registry:nonce:{key}"))
+                    .arg(format!("{}:nonce:{key}", self.scope))
                     .arg(1)
                     .arg("NX")
                     .arg("PX")
@@ -187,7 +187,7 @@ impl Shared {
             }
             Backend::Redis(conn) => {
                 let mut conn = conn.clone();
-                let key = format!("ecco-registry:rate:{key}");
+                let key = format!("{}:rate:{key}", self.scope);
                 let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
                 let (count,): (u64,) = redis::pipe()
                     .atomic()

@@ -4,11 +4,13 @@
 //! seconds, a single-use nonce and an Ed25519 signature (base64url) over
 //!
 //! ```text
-//! METHOD \n PATH_AND_QUERY \n base64url(SHA-256(body)) \n TIMESTAMP \n NONCE
+//! METHOD \n PATH_AND_QUERY \n base64url(SHA-256(body)) \n TIMESTAMP \n NONCE \n REGISTRY_ID
 //! ```
 //!
 //! in the signature domain [`DOMAIN`]. The key is the one embedded in the
-//! peer id, so no key exchange or password is needed.
+//! peer id, so no key exchange or password is needed. The registry's id
+//! (from `GET /health`) binds a request to one registry: a write seen by one
+//! registry cannot be replayed to another within the time window.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -16,7 +18,7 @@ use ecco_identity::{Domain, Identity, PeerId, verify_with_peer_id};
 use sha2::{Digest, Sha256};
 
 /// The signature domain of registry requests.
-pub const DOMAIN: Domain = Domain::from_static("ecco/registry/request/v1");
+pub const DOMAIN: Domain = Domain::from_static("ecco/registry/request/v2");
 
 /// Header carrying the signer's peer id.
 pub const AGENT: &str = "x-ecco-agent";
@@ -46,10 +48,11 @@ pub struct Signed {
 }
 
 impl Signed {
-    /// Signs a request with a fresh nonce.
+    /// Signs a request to the registry `registry` (its id) with a fresh nonce.
     #[must_use]
     pub fn sign(
         identity: &Identity,
+        registry: &str,
         method: &str,
         path_and_query: &str,
         body: &[u8],
@@ -58,7 +61,7 @@ impl Signed {
         let mut raw = [0u8; 18];
         rand::fill(&mut raw);
         let nonce = B64.encode(raw);
-        let msg = message(method, path_and_query, body, timestamp, &nonce);
+        let msg = message(registry, method, path_and_query, body, timestamp, &nonce);
         Self {
             agent: identity.peer_id(),
             timestamp,
@@ -78,13 +81,15 @@ impl Signed {
         ]
     }
 
-    /// Checks the signature (not the time window nor the nonce's freshness:
-    /// those need a clock and shared state, which the service holds).
+    /// Checks the signature of a request to the registry `registry` (not
+    /// the time window nor the nonce's freshness: those need a clock and
+    /// shared state, which the service holds).
     ///
     /// # Errors
     /// [`SignatureError`] saying which check failed.
     pub fn verify(
         &self,
+        registry: &str,
         method: &str,
         path_and_query: &str,
         body: &[u8],
@@ -92,7 +97,14 @@ impl Signed {
         let sig = B64
             .decode(&self.signature)
             .map_err(|_| SignatureError::Malformed("x-ecco-signature is not base64url"))?;
-        let msg = message(method, path_and_query, body, self.timestamp, &self.nonce);
+        let msg = message(
+            registry,
+            method,
+            path_and_query,
+            body,
+            self.timestamp,
+            &self.nonce,
+        );
         verify_with_peer_id(&self.agent, DOMAIN, &msg, &sig)
             .map_err(|_| SignatureError::BadSignature)
     }
@@ -136,14 +148,18 @@ pub enum SignatureError {
     /// A signature header does not parse.
     #[error("{0}")]
     Malformed(&'static str),
-    /// The signature does not verify under the agent's key.
-    #[error("the signature does not verify for x-ecco-agent")]
+    /// The signature does not verify under the agent's key (or was made for
+    /// another registry, or another method, path or body).
+    #[error(
+        "the signature does not verify for x-ecco-agent and this request to this registry (see GET /health for its id)"
+    )]
     BadSignature,
 }
 
 /// The exact bytes signed (before the domain prefix).
 #[must_use]
 pub fn message(
+    registry: &str,
     method: &str,
     path_and_query: &str,
     body: &[u8],
@@ -151,16 +167,18 @@ pub fn message(
     nonce: &str,
 ) -> Vec<u8> {
     let digest = B64.encode(Sha256::digest(body));
-    format!("{method}\n{path_and_query}\n{digest}\n{timestamp}\n{nonce}").into_bytes()
+    format!("{method}\n{path_and_query}\n{digest}\n{timestamp}\n{nonce}\n{registry}").into_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const REGISTRY: &str = "5f0c";
+
     fn sample() -> (Identity, Signed) {
         let id = Identity::generate();
-        let signed = Signed::sign(&id, "PUT", "/v1/agents/x", b"{}", 1_700_000_000);
+        let signed = Signed::sign(&id, REGISTRY, "PUT", "/v1/agents/x", b"{}", 1_700_000_000);
         (id, signed)
     }
 
@@ -176,22 +194,25 @@ mod tests {
         })
         .expect("headers parse");
         assert_eq!(parsed, signed);
-        assert_eq!(parsed.verify("PUT", "/v1/agents/x", b"{}"), Ok(()));
+        assert_eq!(
+            parsed.verify(REGISTRY, "PUT", "/v1/agents/x", b"{}"),
+            Ok(())
+        );
     }
 
     #[test]
-    fn method_path_body_time_and_nonce_are_all_covered() {
+    fn registry_method_path_body_time_and_nonce_are_all_covered() {
         let (_, signed) = sample();
         assert_eq!(
-            signed.verify("POST", "/v1/agents/x", b"{}"),
+            signed.verify(REGISTRY, "POST", "/v1/agents/x", b"{}"),
             Err(SignatureError::BadSignature)
         );
         assert_eq!(
-            signed.verify("PUT", "/v1/agents/y", b"{}"),
+            signed.verify(REGISTRY, "PUT", "/v1/agents/y", b"{}"),
             Err(SignatureError::BadSignature)
         );
         assert_eq!(
-            signed.verify("PUT", "/v1/agents/x", b"{ }"),
+            signed.verify(REGISTRY, "PUT", "/v1/agents/x", b"{ }"),
             Err(SignatureError::BadSignature)
         );
         let later = Signed {
@@ -199,7 +220,7 @@ mod tests {
             ..signed.clone()
         };
         assert_eq!(
-            later.verify("PUT", "/v1/agents/x", b"{}"),
+            later.verify(REGISTRY, "PUT", "/v1/agents/x", b"{}"),
             Err(SignatureError::BadSignature)
         );
         let other_nonce = Signed {
@@ -207,15 +228,20 @@ mod tests {
             ..signed.clone()
         };
         assert_eq!(
-            other_nonce.verify("PUT", "/v1/agents/x", b"{}"),
+            other_nonce.verify(REGISTRY, "PUT", "/v1/agents/x", b"{}"),
             Err(SignatureError::BadSignature)
+        );
+        assert_eq!(
+            signed.verify("another registry", "PUT", "/v1/agents/x", b"{}"),
+            Err(SignatureError::BadSignature),
+            "a request to one registry does not verify at another"
         );
         let impostor = Signed {
             agent: Identity::generate().peer_id(),
             ..signed
         };
         assert_eq!(
-            impostor.verify("PUT", "/v1/agents/x", b"{}"),
+            impostor.verify(REGISTRY, "PUT", "/v1/agents/x", b"{}"),
             Err(SignatureError::BadSignature)
         );
     }

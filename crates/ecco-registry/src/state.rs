@@ -26,6 +26,8 @@ pub struct App(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     config: Config,
+    // Signed writes name it, so that they cannot be replayed elsewhere.
+    registry_id: String,
     store: Store,
     shared: Shared,
     metrics: Metrics,
@@ -49,6 +51,7 @@ impl App {
     /// # Errors
     /// [`StoreError`] if the feedback cannot be read.
     pub async fn new(config: Config, store: Store, shared: Shared) -> Result<Self, StoreError> {
+        let registry_id = store.registry_id().await?;
         let catalog = Arc::new(Cache::new(config.catalog_check));
         tokio::spawn(catalog::follow(
             Arc::downgrade(&catalog),
@@ -57,6 +60,7 @@ impl App {
         let app = Self(Arc::new(Inner {
             catalog,
             config,
+            registry_id,
             store,
             shared,
             metrics: Metrics::default(),
@@ -73,6 +77,13 @@ impl App {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// This registry's id, shared by every instance on its database (see
+    /// [`Store::registry_id`]). Signed writes name it.
+    #[must_use]
+    pub fn registry_id(&self) -> &str {
+        &self.0.registry_id
     }
 
     /// The database.

@@ -360,6 +360,9 @@ pub struct Status {
     pub database: String,
     /// Whether shared state lives in Redis.
     pub redis: bool,
+    /// This registry's id, which every signed write must cover (see
+    /// [`crate::signing`]).
+    pub registry: String,
 }
 
 /// `GET /v1/agents/{peer_id}/activity`: when an agent was heard from

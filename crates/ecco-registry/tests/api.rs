@@ -11,7 +11,9 @@ use ecco_identity::Identity;
 use ecco_registry::Config;
 use ecco_registry::Receipt;
 use ecco_registry::state::now_ms;
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
+use tower::ServiceExt as _;
 
 fn path(who: &Identity) -> String {
     format!("/v1/agents/{}", who.peer_id())
@@ -26,6 +28,7 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
         ..Config::ephemeral()
     };
     let (_, router) = registry(config).await;
+    let reg = registry_id(&router).await;
     let searched = |router: &axum::Router| {
         let router = router.clone();
         async move { send(&router, get("/v1/agents")).await.1 }
@@ -34,7 +37,7 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
     let a = Identity::generate();
     let body =
         serde_json::to_vec(&registration("alpha", &["llm/chat +summarize price=0.01"])).unwrap();
-    let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
+    let (status, detail) = send(&router, signed(&reg, &a, "PUT", &path(&a), &body)).await;
     assert_eq!(status, StatusCode::CREATED, "{detail}");
     assert_eq!(detail["name"], "alpha");
     assert_eq!(detail["health"], "online");
@@ -42,7 +45,7 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
     assert_eq!(searched(&router).await["items"][0]["name"], "alpha");
 
     let body = serde_json::to_vec(&registration("alpha-2", &["llm/chat"])).unwrap();
-    let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
+    let (status, detail) = send(&router, signed(&reg, &a, "PUT", &path(&a), &body)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(detail["name"], "alpha-2");
     assert_eq!(searched(&router).await["items"][0]["name"], "alpha-2");
@@ -51,6 +54,7 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
     let (status, detail) = send(
         &router,
         signed(
+            &reg,
             &a,
             "POST",
             &format!("{}/heartbeat", path(&a)),
@@ -67,19 +71,19 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
     // An empty heartbeat body is fine.
     let (status, _) = send(
         &router,
-        signed(&a, "POST", &format!("{}/heartbeat", path(&a)), b""),
+        signed(&reg, &a, "POST", &format!("{}/heartbeat", path(&a)), b""),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, _) = send(&router, signed(&a, "DELETE", &path(&a), b"")).await;
+    let (status, _) = send(&router, signed(&reg, &a, "DELETE", &path(&a), b"")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(searched(&router).await["total"], 0);
     let (status, _) = send(&router, get(&path(&a))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = send(
         &router,
-        signed(&a, "POST", &format!("{}/heartbeat", path(&a)), b""),
+        signed(&reg, &a, "POST", &format!("{}/heartbeat", path(&a)), b""),
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -88,6 +92,7 @@ async fn an_agent_registers_updates_heartbeats_and_deregisters() {
 #[tokio::test]
 async fn unsigned_forged_stale_and_replayed_writes_get_401() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let a = Identity::generate();
     let body = serde_json::to_vec(&registration("alpha", &["llm/chat"])).unwrap();
 
@@ -103,7 +108,7 @@ async fn unsigned_forged_stale_and_replayed_writes_get_401() {
     );
 
     // Signed over one body, sent with another.
-    let mut forged = signed(&a, "PUT", &path(&a), &body);
+    let mut forged = signed(&reg, &a, "PUT", &path(&a), &body);
     *forged.body_mut() =
         Body::from(serde_json::to_vec(&registration("evil", &["llm/chat"])).unwrap());
     let (status, error) = send(&router, forged).await;
@@ -112,14 +117,14 @@ async fn unsigned_forged_stale_and_replayed_writes_get_401() {
         (StatusCode::UNAUTHORIZED, Some("bad_signature"))
     );
 
-    let stale = signed_at(&a, "PUT", &path(&a), &body, now_secs() - 120);
+    let stale = signed_at(&reg, &a, "PUT", &path(&a), &body, now_secs() - 120);
     let (status, error) = send(&router, stale).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("stale_timestamp"))
     );
 
-    let request = signed(&a, "PUT", &path(&a), &body);
+    let request = signed(&reg, &a, "PUT", &path(&a), &body);
     let replay = clone_request(&request, &body);
     assert_eq!(send(&router, request).await.0, StatusCode::CREATED);
     let (status, error) = send(&router, replay).await;
@@ -127,6 +132,29 @@ async fn unsigned_forged_stale_and_replayed_writes_get_401() {
         (status, error["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("replayed_nonce"))
     );
+}
+
+/// A write signed for one registry, replayed to another within the time
+/// window, does not verify there: the signature covers the registry's id.
+#[tokio::test]
+async fn a_write_replayed_to_another_registry_gets_401() {
+    let (_, first) = registry(Config::ephemeral()).await;
+    let (_, second) = registry(Config::ephemeral()).await;
+    let (one, two) = (registry_id(&first).await, registry_id(&second).await);
+    assert_ne!(one, two, "each database makes its own id");
+    let a = Identity::generate();
+    let body = serde_json::to_vec(&registration("alpha", &["llm/chat"])).unwrap();
+    let request = signed(&one, &a, "PUT", &path(&a), &body);
+    let replay = clone_request(&request, &body);
+    assert_eq!(send(&first, request).await.0, StatusCode::CREATED);
+    let (status, error) = send(&second, replay).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature")),
+        "{error}"
+    );
+    let (status, _) = send(&second, get(&path(&a))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was registered");
 }
 
 fn clone_request(request: &Request<Body>, body: &[u8]) -> Request<Body> {
@@ -142,13 +170,14 @@ fn clone_request(request: &Request<Body>, body: &[u8]) -> Request<Body> {
 #[tokio::test]
 async fn an_agent_cannot_touch_another_agents_record() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let (a, b) = (Identity::generate(), Identity::generate());
     register(&router, &b, "bravo", &["llm/chat"]).await;
     let body = serde_json::to_vec(&registration("hijacked", &["llm/chat"])).unwrap();
     let attempts = [
-        signed(&a, "PUT", &path(&b), &body),
-        signed(&a, "POST", &format!("{}/heartbeat", path(&b)), b""),
-        signed(&a, "DELETE", &path(&b), b""),
+        signed(&reg, &a, "PUT", &path(&b), &body),
+        signed(&reg, &a, "POST", &format!("{}/heartbeat", path(&b)), b""),
+        signed(&reg, &a, "DELETE", &path(&b), b""),
     ];
     for attempt in attempts {
         let (status, error) = send(&router, attempt).await;
@@ -161,6 +190,7 @@ async fn an_agent_cannot_touch_another_agents_record() {
 #[tokio::test]
 async fn clients_cannot_set_reputation_or_health() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let a = Identity::generate();
     register(&router, &a, "alpha", &["llm/chat"]).await;
     let mut body = serde_json::to_value(registration("alpha", &["llm/chat"])).unwrap();
@@ -172,7 +202,7 @@ async fn clients_cannot_set_reputation_or_health() {
         let mut sneaky = body.clone();
         sneaky[field] = value;
         let bytes = serde_json::to_vec(&sneaky).unwrap();
-        let (status, error) = send(&router, signed(&a, "PUT", &path(&a), &bytes)).await;
+        let (status, error) = send(&router, signed(&reg, &a, "PUT", &path(&a), &bytes)).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {error}");
         assert!(
             error["error"]["message"].as_str().unwrap().contains(field),
@@ -184,6 +214,7 @@ async fn clients_cannot_set_reputation_or_health() {
     let (status, _) = send(
         &router,
         signed(
+            &reg,
             &a,
             "POST",
             &format!("{}/heartbeat", path(&a)),
@@ -199,6 +230,7 @@ async fn clients_cannot_set_reputation_or_health() {
 #[tokio::test]
 async fn bad_input_gets_clear_4xx_answers() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let a = Identity::generate();
     let cases: Vec<(Request<Body>, StatusCode)> = vec![
         (get("/v1/agents/not-a-peer-id"), StatusCode::BAD_REQUEST),
@@ -210,27 +242,44 @@ async fn bad_input_gets_clear_4xx_answers() {
         (get("/v1/analytics/series?metric=requests&bucket_secs=1"), StatusCode::BAD_REQUEST),
         (get("/v1/analytics/top-agents?limit=0"), StatusCode::BAD_REQUEST),
         (get("/nowhere"), StatusCode::NOT_FOUND),
-        (signed(&a, "PUT", &path(&a), b"{not json"), StatusCode::BAD_REQUEST),
-        (signed(&a, "PUT", &path(&a), br#"{"name": 3}"#), StatusCode::UNPROCESSABLE_ENTITY),
+        (signed(&reg, &a, "PUT", &path(&a), b"{not json"), StatusCode::BAD_REQUEST),
+        (signed(&reg, &a, "PUT", &path(&a), br#"{"name": 3}"#), StatusCode::UNPROCESSABLE_ENTITY),
         (
-            signed(&a, "PUT", &path(&a), &serde_json::to_vec(&json!({
+            signed(&reg, &a, "PUT", &path(&a), &serde_json::to_vec(&json!({
                 "name": "x", "capabilities": {"schema": 1, "capabilities": []}, "addresses": ["not a multiaddr"]
             })).unwrap()),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (signed(&a, "PUT", &path(&a), &vec![b' '; 2 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE),
+        (signed(&reg, &a, "PUT", &path(&a), &vec![b' '; 2 * 1024 * 1024]), StatusCode::PAYLOAD_TOO_LARGE),
+        // Errors the framework raises before any handler runs.
+        (Request::builder().method("PATCH").uri(path(&a)).body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED),
+        (get("/v1/agents/%FF%FE"), StatusCode::BAD_REQUEST),
     ];
     for (request, expected) in cases {
         let uri = request.uri().clone();
-        let (status, body) = send(&router, request).await;
-        assert_eq!(status, expected, "{uri}: {body}");
-        if status != StatusCode::PAYLOAD_TOO_LARGE {
-            assert!(
-                body["error"]["message"]
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers().get("content-type").cloned();
+        let allow = response.headers().get("allow").cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, expected, "{uri}: {bytes:?}");
+        assert_eq!(
+            content_type.as_ref().and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{uri}: every error is JSON"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            body["error"]["code"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+                && body["error"]["message"]
                     .as_str()
                     .is_some_and(|m| !m.is_empty()),
-                "{uri}: {body}"
-            );
+            "{uri}: {body}"
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(allow.is_some(), "a 405 keeps its Allow header");
         }
     }
 }
@@ -238,6 +287,7 @@ async fn bad_input_gets_clear_4xx_answers() {
 #[tokio::test]
 async fn an_oversized_capability_document_is_refused_and_nothing_is_stored() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let (small, big) = (Identity::generate(), Identity::generate());
     register(&router, &small, "small", &["llm/chat"]).await;
     let body = serde_json::to_vec(&serde_json::json!({
@@ -246,7 +296,7 @@ async fn an_oversized_capability_document_is_refused_and_nothing_is_stored() {
         "addresses": [],
     }))
     .unwrap();
-    let (status, error) = send(&router, signed(&big, "PUT", &path(&big), &body)).await;
+    let (status, error) = send(&router, signed(&reg, &big, "PUT", &path(&big), &body)).await;
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
@@ -271,6 +321,7 @@ async fn unreadable_rows_leave_the_catalog_working(url: &str) {
         ..Config::ephemeral()
     };
     let (app, router) = registry(config).await;
+    let reg = registry_id(&router).await;
     let (good, big, broken) = (
         Identity::generate(),
         Identity::generate(),
@@ -305,7 +356,7 @@ async fn unreadable_rows_leave_the_catalog_working(url: &str) {
             StatusCode::NOT_FOUND
         );
         // A 404 makes the agent's SDK register again, which repairs the row.
-        let beat = signed(who, "POST", &format!("{}/heartbeat", path(who)), b"");
+        let beat = signed(&reg, who, "POST", &format!("{}/heartbeat", path(who)), b"");
         assert_eq!(send(&router, beat).await.0, StatusCode::NOT_FOUND);
     }
     register(&router, &broken, "broken", &["llm/chat"]).await;
@@ -362,6 +413,7 @@ async fn nul_bytes_are_refused_before_storage(url: &str) {
         ..Config::ephemeral()
     };
     let (_, router) = registry(config).await;
+    let reg = registry_id(&router).await;
     let (agent, client) = (Identity::generate(), Identity::generate());
     register(&router, &agent, "agent", &["llm/chat"]).await;
     let good = receipt_with(&agent, &client, "fine", "llm/chat");
@@ -369,7 +421,11 @@ async fn nul_bytes_are_refused_before_storage(url: &str) {
     for (interaction, capability) in [("in\0side", "llm/chat"), ("fine", "llm/\0chat")] {
         let receipt = receipt_with(&agent, &client, interaction, capability);
         let body = feedback(&receipt, true, Some(5));
-        let (status, error) = send(&router, signed(&client, "POST", "/v1/feedback", &body)).await;
+        let (status, error) = send(
+            &router,
+            signed(&reg, &client, "POST", "/v1/feedback", &body),
+        )
+        .await;
         assert_eq!(
             (status, error["error"]["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
@@ -383,7 +439,7 @@ async fn nul_bytes_are_refused_before_storage(url: &str) {
     let mut named = serde_json::to_value(registration("na\0me", &["llm/chat"])).unwrap();
     named["addresses"] = json!([]);
     let body = serde_json::to_vec(&named).unwrap();
-    let (status, error) = send(&router, signed(&agent, "PUT", &path(&agent), &body)).await;
+    let (status, error) = send(&router, signed(&reg, &agent, "PUT", &path(&agent), &body)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     let (status, list) = send(&router, get(&format!("{}/feedback", path(&agent)))).await;
     assert_eq!(
@@ -418,6 +474,7 @@ fn feedback(receipt: &Receipt, success: bool, rating: Option<u8>) -> Vec<u8> {
 #[tokio::test]
 async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let (agent, client, stranger) = (
         Identity::generate(),
         Identity::generate(),
@@ -429,6 +486,7 @@ async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (status, entry) = send(
         &router,
         signed(
+            &reg,
             &client,
             "POST",
             "/v1/feedback",
@@ -440,6 +498,7 @@ async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (status, error) = send(
         &router,
         signed(
+            &reg,
             &client,
             "POST",
             "/v1/feedback",
@@ -456,6 +515,7 @@ async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (status, _) = send(
         &router,
         signed(
+            &reg,
             &stranger,
             "POST",
             "/v1/feedback",
@@ -471,6 +531,7 @@ async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (status, _) = send(
         &router,
         signed(
+            &reg,
             &client,
             "POST",
             "/v1/feedback",
@@ -485,6 +546,7 @@ async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (status, error) = send(
         &router,
         signed(
+            &reg,
             &agent,
             "POST",
             "/v1/feedback",
@@ -499,6 +561,7 @@ async fn feedback_needs_the_agents_receipt_and_counts_once() {
     let (status, _) = send(
         &router,
         signed(
+            &reg,
             &client,
             "POST",
             "/v1/feedback",
@@ -525,6 +588,7 @@ async fn feedback_is_rate_limited_per_rater() {
         ..Config::ephemeral()
     };
     let (_, router) = registry(config).await;
+    let reg = registry_id(&router).await;
     let (agent, client) = (Identity::generate(), Identity::generate());
     register(&router, &agent, "agent", &["llm/chat"]).await;
     let mut statuses = Vec::new();
@@ -534,6 +598,7 @@ async fn feedback_is_rate_limited_per_rater() {
             send(
                 &router,
                 signed(
+                    &reg,
                     &client,
                     "POST",
                     "/v1/feedback",
@@ -551,6 +616,7 @@ async fn feedback_is_rate_limited_per_rater() {
 #[tokio::test]
 async fn search_ranks_by_match_then_reputation_and_pages() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let (good, plain, other, client) = (
         Identity::generate(),
         Identity::generate(),
@@ -571,6 +637,7 @@ async fn search_ranks_by_match_then_reputation_and_pages() {
         send(
             &router,
             signed(
+                &reg,
                 &client,
                 "POST",
                 "/v1/feedback",
@@ -629,8 +696,18 @@ async fn a_read_token_guards_reads_and_an_operator_token_the_admin_api() {
         send(&router, with("/v1/agents", "GET", "wrong")).await.0,
         StatusCode::UNAUTHORIZED
     );
-    // /health stays open for probes.
+    // /health stays open for probes, and the API's description is public.
     assert_eq!(send(&router, get("/health")).await.0, StatusCode::OK);
+    assert_eq!(send(&router, get("/openapi.json")).await.0, StatusCode::OK);
+    // The metrics tell who uses the registry: they need the token too.
+    assert_eq!(
+        send(&router, get("/metrics")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&router, with("/metrics", "GET", "reader")).await.0,
+        StatusCode::OK
+    );
 
     let admin_path = format!("/v1/admin/agents/{}", a.peer_id());
     assert_eq!(
@@ -660,6 +737,7 @@ async fn a_read_token_guards_reads_and_an_operator_token_the_admin_api() {
 #[tokio::test]
 async fn analytics_count_what_happened() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let (a, b, client) = (
         Identity::generate(),
         Identity::generate(),
@@ -671,6 +749,7 @@ async fn analytics_count_what_happened() {
     send(
         &router,
         signed(
+            &reg,
             &client,
             "POST",
             "/v1/feedback",
@@ -816,12 +895,13 @@ async fn request_metrics_have_bounded_labels() {
 #[tokio::test]
 async fn writes_publish_live_events() {
     let (app, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let mut events = app.shared().subscribe();
     let a = Identity::generate();
     register(&router, &a, "alpha", &["llm/chat"]).await;
     send(
         &router,
-        signed(&a, "POST", &format!("{}/heartbeat", path(&a)), b""),
+        signed(&reg, &a, "POST", &format!("{}/heartbeat", path(&a)), b""),
     )
     .await;
     let kinds: Vec<_> = [events.recv().await.unwrap(), events.recv().await.unwrap()]
@@ -852,12 +932,13 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn the_openapi_registration_example_registers() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let (_, document) = send(&router, get("/openapi.json")).await;
     let example = &document["components"]["schemas"]["Registration"]["example"];
     assert!(example.is_object(), "no example in {document}");
     let a = Identity::generate();
     let body = serde_json::to_vec(example).unwrap();
-    let (status, detail) = send(&router, signed(&a, "PUT", &path(&a), &body)).await;
+    let (status, detail) = send(&router, signed(&reg, &a, "PUT", &path(&a), &body)).await;
     assert_eq!(status, StatusCode::CREATED, "{detail}");
     assert_eq!(detail["name"], example["name"]);
 }

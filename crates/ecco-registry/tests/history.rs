@@ -106,6 +106,7 @@ async fn activity_counts_the_minutes_an_agent_was_heard_from() {
 #[tokio::test]
 async fn bad_activity_requests_get_clear_4xx_answers() {
     let (_, router) = registry(Config::ephemeral()).await;
+    let reg = registry_id(&router).await;
     let a = Identity::generate();
     register(&router, &a, "alpha", &["llm/chat"]).await;
     let stranger = Identity::generate();
@@ -154,7 +155,13 @@ async fn bad_activity_requests_get_clear_4xx_answers() {
     // A deregistered agent has no history to show.
     send(
         &router,
-        signed(&a, "DELETE", &format!("/v1/agents/{}", a.peer_id()), b""),
+        signed(
+            &reg,
+            &a,
+            "DELETE",
+            &format!("/v1/agents/{}", a.peer_id()),
+            b"",
+        ),
     )
     .await;
     let (status, _) = send(&router, get(&activity(&a, ""))).await;

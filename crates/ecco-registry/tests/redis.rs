@@ -44,6 +44,32 @@ async fn a_nonce_claimed_on_one_instance_is_spent_on_all() {
     assert!(!a.claim(&key, Duration::from_secs(5)).await.unwrap());
 }
 
+/// Two registries on one Redis (one agent registered with both, one
+/// period's health sweep) must not spend each other's nonces, rate windows
+/// or claims.
+#[tokio::test]
+async fn registries_sharing_a_redis_keep_their_claims_apart() {
+    let Some((a, _)) = two_instances().await else {
+        return;
+    };
+    let other = Shared::redis(&redis_url(), &unique("another-registry"))
+        .await
+        .unwrap();
+    let key = unique("sweep");
+    assert!(a.claim(&key, Duration::from_secs(5)).await.unwrap());
+    assert!(
+        other.claim(&key, Duration::from_secs(5)).await.unwrap(),
+        "a claim on one registry is not a claim on another"
+    );
+    let window = Duration::from_secs(5);
+    assert!(a.hit(&key, 1, window).await.unwrap());
+    assert!(!a.hit(&key, 1, window).await.unwrap());
+    assert!(
+        other.hit(&key, 1, window).await.unwrap(),
+        "one registry's rate window does not count at another"
+    );
+}
+
 #[tokio::test]
 async fn rate_limits_count_across_instances_and_reset_with_the_window() {
     let Some((a, b)) = two_instances().await else {
@@ -126,16 +152,21 @@ async fn a_request_replayed_against_another_instance_is_refused() {
     if let Err(e) = Shared::redis(&url, "probe").await {
         return skip("redis", &url, &e);
     }
+    // Two instances of one registry: one database, one Redis.
+    let dir = tempfile::tempdir().unwrap();
     let config = Config {
+        database_url: format!("sqlite:{}", dir.path().join("shared.db").display()),
         redis_url: Some(url),
         ..Config::ephemeral()
     };
     let (_, first) = registry(config.clone()).await;
+    let reg = registry_id(&first).await;
     let (_, second) = registry(config).await;
+    assert_eq!(registry_id(&second).await, reg, "one registry, one id");
     let a = Identity::generate();
     let body = serde_json::to_vec(&registration("alpha", &["llm/chat"])).unwrap();
     let path = format!("/v1/agents/{}", a.peer_id());
-    let request = signed(&a, "PUT", &path, &body);
+    let request = signed(&reg, &a, "PUT", &path, &body);
     let mut replay = axum::http::Request::builder().method("PUT").uri(&path);
     for (name, value) in request.headers() {
         replay = replay.header(name, value);

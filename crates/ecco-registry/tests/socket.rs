@@ -124,3 +124,41 @@ async fn live_events_stream_over_sse() {
     assert!(text.contains(&id.peer_id().to_base58()), "{text}");
     running.shutdown().await;
 }
+
+/// Signed writes cover the registry's id, which the client reads once from
+/// `/health`. When another registry (a new database) takes over the URL, the
+/// client's first write is refused, and the client learns the new id and
+/// tries once more, so that an agent keeps registering without a restart.
+#[tokio::test]
+async fn the_client_follows_a_new_registry_behind_its_url() {
+    let first = ecco_registry::serve(Config::ephemeral()).await.unwrap();
+    let addr = first.local_addr();
+    let first_id = first.app().registry_id().to_owned();
+    let agent = Client::new(&first.url(), Identity::generate()).unwrap();
+    agent
+        .register(&registration("alpha", &["llm/chat"]))
+        .await
+        .unwrap();
+    first.shutdown().await;
+
+    let second = ecco_registry::serve(Config {
+        listen: addr,
+        ..Config::ephemeral()
+    })
+    .await
+    .unwrap();
+    assert_ne!(second.app().registry_id(), first_id);
+    // The new registry never saw this agent: a signed heartbeat reaches its
+    // handler (404), not the signature check (401).
+    let beat = agent.heartbeat(None).await;
+    assert!(
+        matches!(&beat, Err(ClientError::Api { status: 404, .. })),
+        "{beat:?}"
+    );
+    agent
+        .register(&registration("alpha", &["llm/chat"]))
+        .await
+        .unwrap();
+    assert_eq!(second.app().store().agents().await.unwrap().len(), 1);
+    second.shutdown().await;
+}

@@ -248,26 +248,58 @@ async fn an_unsupported_url_is_a_clear_error() {
     assert!(e.to_string().contains("sqlite:PATH or postgres://"), "{e}");
 }
 
-/// Registrations read, then write: on SQLite they must take the write lock
-/// up front, or the losers of a race fail with `SQLITE_BUSY` at once.
+/// 64 registrations of 16 agents at once, then 64 more after every agent
+/// deregistered: each must succeed, and exactly one per agent and period
+/// counts as a new registration. (On PostgreSQL, deciding by a read first
+/// counted racing first registrations twice; on SQLite a read-then-write
+/// transaction must take the write lock up front, or the losers fail with
+/// `SQLITE_BUSY` at once.)
+async fn race(store: &Store) {
+    let document = registration("x", &["llm/chat"]).capabilities;
+    for (round, base) in [(0, 0_i64), (1, 1_000)] {
+        let writes = (0..64).map(|i| {
+            let store = store.clone();
+            let document = document.clone();
+            tokio::spawn(async move {
+                let peer = format!("peer-{}", i % 16);
+                store
+                    .upsert_agent(&peer, "x", &document, &[], base + i64::from(i))
+                    .await
+            })
+        });
+        let mut created = 0;
+        for write in futures::future::join_all(writes).await {
+            if write.unwrap().expect("every registration succeeds") == Upsert::Created {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 16, "round {round}: one new registration per agent");
+        assert_eq!(store.agents().await.unwrap().len(), 16);
+        for i in 0..16 {
+            assert!(
+                store
+                    .deregister(&format!("peer-{i}"), base + 500)
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_registrations_on_sqlite_all_succeed() {
+async fn concurrent_registrations_on_sqlite_count_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("race.db").display());
     let store = Store::connect(&url).await.unwrap();
-    let document = registration("x", &["llm/chat"]).capabilities;
-    let writes = (0..64).map(|i| {
-        let store = store.clone();
-        let document = document.clone();
-        tokio::spawn(async move {
-            let peer = format!("peer-{}", i % 16);
-            store
-                .upsert_agent(&peer, "x", &document, &[], i64::from(i))
-                .await
-        })
-    });
-    for write in futures::future::join_all(writes).await {
-        write.unwrap().expect("every registration succeeds");
-    }
-    assert_eq!(store.agents().await.unwrap().len(), 16);
+    race(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_registrations_on_postgres_count_once() {
+    let Some(database) = TempDatabase::create("race").await else {
+        return;
+    };
+    let store = Store::connect(&database.url).await.unwrap();
+    race(&store).await;
+    store.close().await;
 }

@@ -26,7 +26,7 @@ use crate::wire::{
         (status = 201, description = "Registered", body = AgentDetail),
         (status = 200, description = "Registration replaced", body = AgentDetail),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, description = "Body too large"), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
     ),
 )]
 pub(super) async fn register(

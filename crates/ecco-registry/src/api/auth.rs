@@ -38,7 +38,7 @@ pub(crate) async fn signer(
         .path_and_query()
         .map_or_else(|| uri.path(), |p| p.as_str());
     signed
-        .verify(method.as_str(), path, body)
+        .verify(app.registry_id(), method.as_str(), path, body)
         .map_err(|e| refuse("bad_signature", e.to_string()))?;
     let skew = app.config().clock_skew;
     let drift = (now_ms() / 1000).abs_diff(signed.timestamp);

@@ -69,6 +69,7 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
@@ -91,6 +92,58 @@ async fn observe(State(app): State<App>, request: Request, next: Next) -> Respon
         started.elapsed(),
     );
     response
+}
+
+/// Longest framework error text kept, in bytes (they are one sentence).
+const MAX_FRAMEWORK_ERROR: usize = 4096;
+
+/// Rewrites the framework's own plain-text errors (a body over the limit,
+/// a method the route lacks, a path that does not decode) as the API's JSON
+/// error, so that every 4xx and 5xx a client sees has the same shape. The
+/// headers stay: a 405 keeps its `Allow`.
+async fn json_errors(request: Request, next: Next) -> Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
+
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = http_body_util::Limited::new(body, MAX_FRAMEWORK_ERROR)
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "http_error",
+    };
+    let message = match (status, text.is_empty()) {
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            "this endpoint does not take that method; see the Allow header".to_owned()
+        }
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!("{text} (see the registry's max_body_bytes)"),
+        (_, true) => status.canonical_reason().unwrap_or("error").to_owned(),
+        (_, false) => text,
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut rewritten = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        rewritten.headers_mut().insert(name.clone(), value.clone());
+    }
+    rewritten
 }
 
 /// Parses a JSON body strictly: unknown fields and wrong types are a 422

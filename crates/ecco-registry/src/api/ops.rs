@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use utoipa::OpenApi as _;
 
+use crate::error::ApiError;
 use crate::state::App;
 use crate::store::Backend;
-use crate::wire::Status;
+use crate::wire::{ErrorBody, Status};
 
 /// Liveness and readiness.
 #[utoipa::path(get, path = "/health", tag = "operations",
@@ -23,6 +24,7 @@ pub(super) async fn health(State(app): State<App>) -> impl IntoResponse {
         status: if ok { "ok" } else { "degraded" }.to_owned(),
         database: database.to_owned(),
         redis: app.shared().is_redis(),
+        registry: app.registry_id().to_owned(),
     };
     let code = if ok {
         StatusCode::OK
@@ -32,17 +34,25 @@ pub(super) async fn health(State(app): State<App>) -> impl IntoResponse {
     (code, Json(status))
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text). Behind the read token when one is
+/// set: request counts by route and agent health say who uses the registry.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
-pub(super) async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    (
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = 401, body = ErrorBody),
+    ))]
+pub(super) async fn metrics(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    super::auth::reader(&app, &headers)?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         app.metrics().render(),
-    )
+    ))
 }
 
 /// This document.

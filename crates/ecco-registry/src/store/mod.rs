@@ -229,47 +229,51 @@ impl Store {
     ) -> Result<Upsert, StoreError> {
         let document = String::from_utf8_lossy(&document.to_json_vec()).into_owned();
         let addresses = serde_json::to_string(addresses).unwrap_or_else(|_| "[]".to_owned());
+        // Every statement below takes the same five parameters.
+        let statement = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(peer_id)
+                .bind(name)
+                .bind(document.as_str())
+                .bind(addresses.as_str())
+                .bind(now)
+        };
         let mut tx = self.begin_write().await?;
-        let existing: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT deregistered_at FROM agents WHERE peer_id = $1")
-                .bind(peer_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let outcome = match existing {
-            Some((None,)) => {
-                sqlx::query(
-                    "UPDATE agents SET name = $2, document = $3, addresses = $4, updated_at = $5, \
-                     last_seen = $5 WHERE peer_id = $1",
-                )
-                .bind(peer_id)
-                .bind(name)
-                .bind(&document)
-                .bind(&addresses)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                Upsert::Updated
-            }
-            _ => {
-                // New, or back after deregistering: a fresh registration period.
-                sqlx::query(
-                    "INSERT INTO agents (peer_id, name, document, addresses, registered_at, updated_at, \
-                     last_seen, heartbeats, deregistered_at) VALUES ($1, $2, $3, $4, $5, $5, $5, 0, NULL) \
-                     ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, document = excluded.document, \
-                     addresses = excluded.addresses, registered_at = excluded.registered_at, \
-                     updated_at = excluded.updated_at, last_seen = excluded.last_seen, heartbeats = 0, \
-                     deregistered_at = NULL",
-                )
-                .bind(peer_id)
-                .bind(name)
-                .bind(&document)
-                .bind(&addresses)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                insert_registration(&mut tx, peer_id, now).await?;
-                Upsert::Created
-            }
+        // Each step decides by what it changed, never by an earlier read: on
+        // PostgreSQL two first registrations racing would both read "absent".
+        // The loser's INSERT waits for the winner's commit and changes
+        // nothing; its conditional UPDATEs then see the committed row.
+        let inserted = statement(
+            "INSERT INTO agents (peer_id, name, document, addresses, registered_at, updated_at, \
+             last_seen, heartbeats, deregistered_at) VALUES ($1, $2, $3, $4, $5, $5, $5, 0, NULL) \
+             ON CONFLICT (peer_id) DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        // Back after deregistering: a fresh registration period.
+        let returned = !inserted
+            && statement(
+                "UPDATE agents SET name = $2, document = $3, addresses = $4, registered_at = $5, \
+                 updated_at = $5, last_seen = $5, heartbeats = 0, deregistered_at = NULL \
+                 WHERE peer_id = $1 AND deregistered_at IS NOT NULL",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+        let outcome = if inserted || returned {
+            insert_registration(&mut tx, peer_id, now).await?;
+            Upsert::Created
+        } else {
+            statement(
+                "UPDATE agents SET name = $2, document = $3, addresses = $4, updated_at = $5, \
+                 last_seen = $5 WHERE peer_id = $1",
+            )
+            .execute(&mut *tx)
+            .await?;
+            Upsert::Updated
         };
         insert_activity(&mut tx, peer_id, now).await?;
         tx.commit().await?;

@@ -28,15 +28,26 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// A request signed by `who`, at `timestamp`.
+/// The id of the registry behind `router`, which signed writes cover.
+pub async fn registry_id(router: &Router) -> String {
+    let (status, health) = send(router, get("/health")).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    health["registry"]
+        .as_str()
+        .expect("/health names the registry")
+        .to_owned()
+}
+
+/// A request to `registry` signed by `who`, at `timestamp`.
 pub fn signed_at(
+    registry: &str,
     who: &Identity,
     method: &str,
     path: &str,
     body: &[u8],
     timestamp: i64,
 ) -> Request<Body> {
-    let signed = Signed::sign(who, method, path, body, timestamp);
+    let signed = Signed::sign(who, registry, method, path, body, timestamp);
     let mut request = Request::builder()
         .method(method)
         .uri(path)
@@ -49,9 +60,15 @@ pub fn signed_at(
         .expect("request builds")
 }
 
-/// A request signed by `who` now.
-pub fn signed(who: &Identity, method: &str, path: &str, body: &[u8]) -> Request<Body> {
-    signed_at(who, method, path, body, now_secs())
+/// A request to `registry` signed by `who` now.
+pub fn signed(
+    registry: &str,
+    who: &Identity,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Request<Body> {
+    signed_at(registry, who, method, path, body, now_secs())
 }
 
 pub fn get(path: &str) -> Request<Body> {
@@ -139,7 +156,8 @@ fn with_version(text: &str) -> String {
 pub async fn register(router: &Router, who: &Identity, name: &str, capabilities: &[&str]) {
     let body = serde_json::to_vec(&registration(name, capabilities)).expect("serialises");
     let path = format!("/v1/agents/{}", who.peer_id());
-    let (status, value) = send(router, signed(who, "PUT", &path, &body)).await;
+    let registry = registry_id(router).await;
+    let (status, value) = send(router, signed(&registry, who, "PUT", &path, &body)).await;
     assert!(status.is_success(), "register {name}: {status} {value}");
 }
 

@@ -18,13 +18,14 @@ import base64
 import hashlib
 import os
 import time
+import urllib.parse
 
 import requests
 import schemathesis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-DOMAIN = b"ecco/registry/request/v1"
+DOMAIN = b"ecco/registry/request/v2"
 SIGNATURE_PREFIX = b"ecco-sig-v1\0"
 B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
@@ -55,6 +56,17 @@ def peer_id(key: Ed25519PrivateKey) -> str:
 
 PEER_ID = peer_id(KEY)
 
+# The registry's id, by base URL: signatures cover it.
+REGISTRY_IDS = {}
+
+
+def registry_id(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    if base not in REGISTRY_IDS:
+        REGISTRY_IDS[base] = requests.get(f"{base}/health", timeout=10).json()["registry"]
+    return REGISTRY_IDS[base]
+
 
 class Sign(requests.auth.AuthBase):
     """Signs the prepared request: its exact method, path, query and body."""
@@ -66,7 +78,10 @@ class Sign(requests.auth.AuthBase):
         timestamp = str(int(time.time()))
         nonce = b64url(os.urandom(18))
         digest = b64url(hashlib.sha256(body).digest())
-        message = f"{request.method}\n{request.path_url}\n{digest}\n{timestamp}\n{nonce}".encode()
+        registry = registry_id(request.url)
+        message = (
+            f"{request.method}\n{request.path_url}\n{digest}\n{timestamp}\n{nonce}\n{registry}"
+        ).encode()
         signature = KEY.sign(SIGNATURE_PREFIX + bytes([len(DOMAIN)]) + DOMAIN + message)
         request.headers["x-ecco-agent"] = PEER_ID
         request.headers["x-ecco-timestamp"] = timestamp

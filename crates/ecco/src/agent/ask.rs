@@ -251,7 +251,7 @@ impl Ask {
                     receipts.extend(answer.receipt.map(|r| *r));
                     (Ok(answer.result), Some(latency))
                 }
-                Err(e) => (Err(Failure::new(e.kind(), e.to_string())), None),
+                Err(e) => (Err(Failure::new(e.kind(), e.detail())), None),
             };
             // The response carries the agent's record from before this
             // call, so that weighing does not count the call in itself.
@@ -273,10 +273,8 @@ impl Ask {
                 // Dropping the other calls cancels them. They are reported,
                 // but not held against their agents: nothing went wrong.
                 for &i in &fanout.pending {
-                    let failure = Failure::new(
-                        FailureKind::Cancelled,
-                        "cancelled: the result was decided without it",
-                    );
+                    let failure =
+                        Failure::new(FailureKind::Cancelled, "the result was decided without it");
                     aggregator.push(self.response(&rankings[i], Err(failure), None));
                 }
                 break;

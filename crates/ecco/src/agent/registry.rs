@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecco_core::CapabilityDocument;
-use ecco_registry::wire::Registration;
+use ecco_registry::wire::{MAX_ADDRESS_LEN, MAX_ADDRESSES, Registration};
 use ecco_registry::{Client, ClientError};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 use tokio::sync::Notify;
 
 use crate::node::Node;
@@ -88,7 +90,7 @@ async fn keep_registered(
             }
         };
         let addresses = match node.listen_addrs().await {
-            Ok(addrs) => addrs.iter().map(ToString::to_string).collect(),
+            Ok(addrs) => registrable(&addrs),
             // The node stopped: so do we.
             Err(_) => return,
         };
@@ -134,6 +136,38 @@ async fn keep_registered(
     }
 }
 
+/// The addresses to register: at most [`MAX_ADDRESSES`], each within
+/// [`MAX_ADDRESS_LEN`], the most widely reachable first (public, then
+/// private and link-local, then loopback). A node listening on every
+/// interface of a busy host can have more than the registry takes; sending
+/// them all would have every registration refused.
+fn registrable(addrs: &[Multiaddr]) -> Vec<String> {
+    let mut ranked: Vec<(u8, String)> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let text = addr.to_string();
+        if text.len() > MAX_ADDRESS_LEN || ranked.iter().any(|(_, t)| *t == text) {
+            continue;
+        }
+        ranked.push((reach(addr), text));
+    }
+    // Stable: within a rank, the node's own order stays.
+    ranked.sort_by_key(|(rank, _)| *rank);
+    ranked.truncate(MAX_ADDRESSES);
+    ranked.into_iter().map(|(_, text)| text).collect()
+}
+
+/// 0 for an address others anywhere may reach, 1 for one only a LAN may,
+/// 2 for loopback.
+fn reach(addr: &Multiaddr) -> u8 {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_loopback() => 2,
+        Some(Protocol::Ip4(ip)) if ip.is_private() || ip.is_link_local() => 1,
+        Some(Protocol::Ip6(ip)) if ip.is_loopback() => 2,
+        Some(Protocol::Ip6(ip)) if ip.is_unique_local() || ip.is_unicast_link_local() => 1,
+        _ => 0,
+    }
+}
+
 fn log_failure(what: &str, e: &ClientError) {
     if e.is_transient() {
         tracing::info!(error = %e, "registry {what} failed; retrying with backoff");
@@ -147,4 +181,63 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_the_registrys_limit_is_registered_most_reachable_first() {
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        addrs.push("/ip4/127.0.0.1/tcp/4001".parse().unwrap());
+        for i in 0..12 {
+            addrs.push(format!("/ip4/10.0.0.{i}/tcp/4001").parse().unwrap());
+        }
+        addrs.push("/ip6/::1/tcp/4001".parse().unwrap());
+        addrs.push("/ip4/203.0.113.7/tcp/4001".parse().unwrap());
+        addrs.push("/dns4/agent.example.com/tcp/4001".parse().unwrap());
+        for i in 0..6 {
+            addrs.push(format!("/ip6/fd00::{i}/udp/4001/quic-v1").parse().unwrap());
+        }
+        // Twice the same: registered once.
+        addrs.push("/ip4/203.0.113.7/tcp/4001".parse().unwrap());
+        // Longer than the registry takes.
+        let long = format!("/dns4/{}.example.com/tcp/1", "a".repeat(MAX_ADDRESS_LEN));
+        addrs.push(long.parse().unwrap());
+        assert!(addrs.len() > MAX_ADDRESSES);
+
+        let chosen = registrable(&addrs);
+        assert_eq!(chosen.len(), MAX_ADDRESSES);
+        assert_eq!(
+            chosen[..2],
+            [
+                "/ip4/203.0.113.7/tcp/4001",
+                "/dns4/agent.example.com/tcp/4001"
+            ]
+        );
+        assert_eq!(
+            chosen[2], "/ip4/10.0.0.0/tcp/4001",
+            "then the LAN, in order"
+        );
+        assert!(chosen.iter().all(|a| a.len() <= MAX_ADDRESS_LEN));
+        assert!(
+            !chosen
+                .iter()
+                .any(|a| a == "/ip4/127.0.0.1/tcp/4001" || a == "/ip6/::1/tcp/4001"),
+            "loopback goes last, here past the limit: {chosen:?}"
+        );
+    }
+
+    #[test]
+    fn a_loopback_only_node_registers_its_loopback_addresses() {
+        let addrs: Vec<Multiaddr> = vec![
+            "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+            "/ip6/::1/tcp/4001".parse().unwrap(),
+        ];
+        assert_eq!(
+            registrable(&addrs),
+            ["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001"]
+        );
+    }
 }

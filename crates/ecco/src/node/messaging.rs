@@ -136,6 +136,21 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// What happened, without the category that [`RequestError::kind`]
+    /// names: a [`Failure`](ecco_core::aggregation::Failure) shows both, so
+    /// its message must not repeat the kind.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Unreachable(m)
+            | Self::Refused(m)
+            | Self::NoHandler(m)
+            | Self::HandlerFailed(m)
+            | Self::TooLarge(m) => m.clone(),
+            Self::Timeout(after) => format!("no answer within {after:?}"),
+            Self::NodeStopped => "the node has shut down".to_owned(),
+        }
+    }
+
     /// The failure category that aggregation reports.
     pub fn kind(&self) -> FailureKind {
         match self {
@@ -156,6 +171,32 @@ impl From<RemoteError> for RequestError {
             RemoteErrorKind::HandlerFailed => Self::HandlerFailed(e.message),
             RemoteErrorKind::Refused => Self::Refused(e.message),
             RemoteErrorKind::TooLarge => Self::TooLarge(e.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecco_core::aggregation::Failure;
+
+    use super::*;
+
+    #[test]
+    fn a_failure_names_its_kind_once() {
+        let errors = [
+            RequestError::Unreachable("dial failed".into()),
+            RequestError::Timeout(Duration::from_secs(5)),
+            RequestError::Refused("busy".into()),
+            RequestError::NoHandler("text/stats".into()),
+            RequestError::HandlerFailed("exit status 1".into()),
+            RequestError::TooLarge("2 MiB".into()),
+            RequestError::NodeStopped,
+        ];
+        for error in errors {
+            let kind = error.kind().to_string();
+            let shown = Failure::new(error.kind(), error.detail()).to_string();
+            assert!(shown.starts_with(&format!("{kind}: ")), "{shown}");
+            assert_eq!(shown.matches(kind.as_str()).count(), 1, "{shown}");
         }
     }
 }
