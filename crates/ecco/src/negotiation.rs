@@ -21,6 +21,7 @@ pub const LATENCY_MS: &str = "latency_ms";
 /// What is agreed on: a price, an expected latency, and any other terms the
 /// capability declares (its other constraints).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Terms {
     /// The price, in the capability's unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +54,7 @@ impl Terms {
 
 /// A client's step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// Asks for an offer (round 1).
     Ask,
@@ -87,7 +88,7 @@ impl Step {
 
 /// A provider's reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reply {
     /// An offer; `last` says no better one will come.
     Offer {

@@ -26,6 +26,10 @@ pub(crate) enum Inbound {
         /// Bytes read before giving up (more than the limit).
         at_least: u64,
     },
+    /// A request within the limit that does not decode (broken CBOR, a
+    /// missing or unknown field): why, so that the sender is told instead
+    /// of seeing its stream fail.
+    Malformed(String),
 }
 
 /// The request-response codec; see the module documentation.
@@ -74,7 +78,10 @@ impl libp2p::request_response::Codec for Codec {
     {
         let (buf, over) = read_limited(io, self.max_request).await?;
         if !over {
-            return Ok(Inbound::Request(decode(&buf)?));
+            return Ok(match decode(&buf) {
+                Ok(request) => Inbound::Request(request),
+                Err(e) => Inbound::Malformed(e.to_string()),
+            });
         }
         // Drain what remains so the sender can finish writing and read our reply.
         let drained = futures::io::copy(
@@ -113,7 +120,7 @@ impl libp2p::request_response::Codec for Codec {
         let Inbound::Request(request) = request else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "an oversized marker is never sent",
+                "only a decoded request is sent, never a marker",
             ));
         };
         let bytes = encode(&request)?;
@@ -232,6 +239,42 @@ mod tests {
         }
     }
 
+    /// Messages are strict, as the JSON ones are: a field this version does
+    /// not know (or broken CBOR) is a malformed request, answered with a
+    /// refusal that says why, not a failed stream.
+    #[tokio::test]
+    async fn a_request_with_an_unknown_field_is_malformed() {
+        #[derive(Serialize)]
+        struct Newer {
+            capability: &'static str,
+            payload: serde_json::Value,
+            priority: u8,
+        }
+        let mut codec = Codec {
+            max_request: 1024,
+            max_response: 1024,
+        };
+        let mut garbage = Cursor::new(vec![0xff, 0x00, 0x13]);
+        match codec.read_request(&protocol(), &mut garbage).await.unwrap() {
+            Inbound::Malformed(why) => assert!(!why.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        let unknown = encode(&Newer {
+            capability: "x",
+            payload: json!(1),
+            priority: 1,
+        })
+        .unwrap();
+        let Inbound::Malformed(why) = codec
+            .read_request(&protocol(), &mut Cursor::new(unknown))
+            .await
+            .unwrap()
+        else {
+            panic!("malformed");
+        };
+        assert!(why.contains("priority"), "names the field: {why}");
+    }
+
     #[tokio::test]
     async fn an_oversized_answer_becomes_a_typed_error() {
         let mut codec = Codec {
@@ -257,7 +300,9 @@ mod tests {
             max_request: 100,
             max_response: 100,
         };
+        // A garbage request is answered (`Inbound::Malformed`, above); a
+        // garbage answer fails the call.
         let mut read = Cursor::new(vec![0xff, 0x00, 0x13]);
-        assert!(codec.read_request(&protocol(), &mut read).await.is_err());
+        assert!(codec.read_response(&protocol(), &mut read).await.is_err());
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 /// A request to an agent: which capability, a JSON payload and optional binary attachments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
     /// The capability type asked for, such as `llm/chat`.
     pub capability: CapabilityType,
@@ -45,6 +46,7 @@ impl Request {
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Answer {
     /// The result, as JSON.
     pub result: Value,
@@ -88,6 +90,7 @@ pub enum Reply {
 
 /// An error the remote side reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RemoteError {
     /// Which kind.
     pub kind: RemoteErrorKind,

@@ -483,6 +483,12 @@ impl EventLoop {
     ) -> Result<oneshot::Receiver<Reply>, Reply> {
         let request = match request {
             Inbound::Request(request) => request,
+            Inbound::Malformed(why) => {
+                return Err(refusal(
+                    RemoteErrorKind::Refused,
+                    format!("malformed request: {why}"),
+                ));
+            }
             Inbound::Oversized { at_least } => {
                 return Err(refusal(
                     RemoteErrorKind::TooLarge,
