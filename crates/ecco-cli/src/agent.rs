@@ -1,6 +1,6 @@
 //! `ecco agent`: runs an agent from a TOML file and/or flags.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -122,22 +122,46 @@ fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
     Ok((config, timeout))
 }
 
-pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
-    let file: File = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " "))
-            })?
+/// Reads the TOML file. Relative paths in it (handler commands, the swarm
+/// key, the identity, the registry CA) are relative to the file's directory,
+/// wherever `ecco agent` is started; the directory is returned.
+fn read_file(path: &Path) -> anyhow::Result<(File, PathBuf)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file: File = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().replace('\n', " ")))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    for p in [
+        &mut file.swarm_key,
+        &mut file.identity,
+        &mut file.registry_ca,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = dir.join(&*p);
         }
-        None => File::default(),
+    }
+    Ok((file, dir))
+}
+
+pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
+    let (file, dir) = match &args.config {
+        Some(path) => read_file(path)?,
+        None => (File::default(), PathBuf::from(".")),
     };
     let (config, timeout) = settings(&args, &file)?;
 
     let mut offered: Vec<(Capability, Spec)> = Vec::new();
     for c in &file.capabilities {
-        offered.push((capability(&c.spec)?, c.handler.parse()?));
+        offered.push((
+            capability(&c.spec)?,
+            c.handler.parse::<Spec>()?.in_dir(&dir),
+        ));
     }
     let flag_handler: Spec = args.handler.parse()?;
     for c in &args.capabilities {
@@ -187,7 +211,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             println!("  listening on {a}");
         }
         for (c, spec) in &offered {
-            println!("  offers {c}  ({spec:?})");
+            println!("  offers {c}  ({spec})");
         }
         if let Some(url) = agent.registry() {
             println!("  registers with {url}");
@@ -259,6 +283,36 @@ mod tests {
         assert_eq!(
             config.limits.request_timeout,
             Config::default().limits.request_timeout
+        );
+    }
+
+    #[test]
+    fn paths_in_the_file_are_relative_to_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "swarm_key = \"keys/swarm.key\"\nidentity = \"id.key\"\n\
+             registry_ca = \"/etc/ca.pem\"\n\
+             [[capability]]\nspec = \"x/y n@1.0.0\"\nhandler = \"exec:python3 h.py\"\n",
+        )
+        .unwrap();
+        let (file, base) = read_file(&path).unwrap();
+        assert_eq!(base, dir.path());
+        assert_eq!(file.swarm_key, Some(dir.path().join("keys/swarm.key")));
+        assert_eq!(file.identity, Some(dir.path().join("id.key")));
+        assert_eq!(
+            file.registry_ca,
+            Some(PathBuf::from("/etc/ca.pem")),
+            "absolute stays"
+        );
+        let spec: Spec = file.capabilities[0].handler.parse().unwrap();
+        assert_eq!(
+            spec.in_dir(&base),
+            Spec::Exec {
+                command: "python3 h.py".into(),
+                dir: Some(dir.path().to_owned())
+            }
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Handlers that let any language answer: `echo`, `exec` and `http`.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,42 @@ const MAX_ANSWER: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Spec {
     Echo,
-    Exec(String),
+    /// A shell command, run in `dir` (the current directory when `None`).
+    Exec {
+        command: String,
+        dir: Option<PathBuf>,
+    },
     Http(String),
+}
+
+impl Spec {
+    /// Runs an `exec` command in `dir`: a config file's handlers run where
+    /// the file is, so that `exec:python3 handler.py` finds the script
+    /// beside it wherever `ecco agent` was started.
+    #[must_use]
+    pub(crate) fn in_dir(self, dir: &Path) -> Self {
+        match self {
+            Self::Exec { command, .. } => Self::Exec {
+                command,
+                dir: Some(dir.to_owned()),
+            },
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Echo => f.write_str("echo"),
+            Self::Exec { command, dir: None } => write!(f, "exec:{command}"),
+            Self::Exec {
+                command,
+                dir: Some(dir),
+            } => write!(f, "exec:{command} in {}", dir.display()),
+            Self::Http(url) => write!(f, "http:{url}"),
+        }
+    }
 }
 
 impl std::str::FromStr for Spec {
@@ -39,7 +74,10 @@ impl std::str::FromStr for Spec {
             if command.trim().is_empty() {
                 bail!("handler `exec:` needs a command, as in exec:python3 handler.py");
             }
-            return Ok(Self::Exec(command.to_owned()));
+            return Ok(Self::Exec {
+                command: command.to_owned(),
+                dir: None,
+            });
         }
         if let Some(url) = s.strip_prefix("http:") {
             let url = if url.starts_with("//") {
@@ -76,8 +114,9 @@ pub(crate) fn build(spec: &Spec, timeout: Duration) -> Arc<dyn Handler> {
         Spec::Echo => Arc::new(|call: Call| async move {
             Ok::<_, HandlerError>(Answer::new(json!({ "echo": call.request.payload })))
         }),
-        Spec::Exec(command) => Arc::new(Exec {
+        Spec::Exec { command, dir } => Arc::new(Exec {
             command: Arc::from(command),
+            dir: dir.map(Arc::from),
             timeout,
         }),
         Spec::Http(url) => Arc::new(Http {
@@ -92,18 +131,27 @@ pub(crate) fn build(spec: &Spec, timeout: Duration) -> Arc<dyn Handler> {
 /// JSON on stdout; a non-zero exit or a timeout is a handler failure.
 struct Exec {
     command: Arc<str>,
+    dir: Option<Arc<Path>>,
     timeout: Duration,
 }
 
 impl Handler for Exec {
     fn call(&self, call: Call) -> BoxFuture<'static, Result<Answer, HandlerError>> {
-        let (command, timeout) = (self.command.clone(), self.timeout);
-        Box::pin(async move { run(&command, request_json(&call).to_string(), timeout).await })
+        let (command, dir, timeout) = (self.command.clone(), self.dir.clone(), self.timeout);
+        Box::pin(async move {
+            let input = request_json(&call).to_string();
+            run(&command, dir.as_deref(), input, timeout).await
+        })
     }
 }
 
-async fn run(command: &str, input: String, timeout: Duration) -> Result<Answer, HandlerError> {
-    match tokio::time::timeout(timeout, run_command(command, input)).await {
+async fn run(
+    command: &str,
+    dir: Option<&Path>,
+    input: String,
+    timeout: Duration,
+) -> Result<Answer, HandlerError> {
+    match tokio::time::timeout(timeout, run_command(command, dir, input)).await {
         Ok(result) => result,
         Err(_) => Err(HandlerError::failed(format!(
             "the handler command did not finish within {timeout:?}"
@@ -115,8 +163,16 @@ async fn run(command: &str, input: String, timeout: Duration) -> Result<Answer, 
 /// end: where a traceback says what went wrong).
 const STDERR_KEPT: usize = 4096;
 
-async fn run_command(command: &str, input: String) -> Result<Answer, HandlerError> {
-    let mut child = tokio::process::Command::new("sh")
+async fn run_command(
+    command: &str,
+    dir: Option<&Path>,
+    input: String,
+) -> Result<Answer, HandlerError> {
+    let mut shell = tokio::process::Command::new("sh");
+    if let Some(dir) = dir {
+        shell.current_dir(dir);
+    }
+    let mut child = shell
         .arg("-c")
         .arg(command)
         .stdin(Stdio::piped())
@@ -281,7 +337,7 @@ mod tests {
     const GENEROUS: Duration = Duration::from_secs(20);
 
     async fn exec(command: &str, input: &str) -> Result<Value, String> {
-        run(command, input.to_owned(), GENEROUS)
+        run(command, None, input.to_owned(), GENEROUS)
             .await
             .map(|a| a.result)
             .map_err(|e| e.message)
@@ -327,7 +383,7 @@ mod tests {
             "sh -c 'echo $$ > {}; exec sleep 30' | cat",
             pid_file.display()
         );
-        let error = run(&command, "{}".into(), Duration::from_secs(1))
+        let error = run(&command, None, "{}".into(), Duration::from_secs(1))
             .await
             .unwrap_err();
         assert!(
@@ -347,12 +403,33 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_exec_handler_runs_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("answer.json"), "{\"here\": true}").unwrap();
+        let answer = run("cat answer.json", Some(dir.path()), "{}".into(), GENEROUS)
+            .await
+            .map(|a| a.result);
+        assert_eq!(answer.ok(), Some(json!({"here": true})));
+        let spec = "exec:cat answer.json"
+            .parse::<Spec>()
+            .unwrap()
+            .in_dir(dir.path());
+        assert_eq!(
+            spec.to_string(),
+            format!("exec:cat answer.json in {}", dir.path().display())
+        );
+    }
+
     #[test]
     fn specs_parse_or_say_why_not() {
         assert_eq!("echo".parse::<Spec>().unwrap(), Spec::Echo);
         assert_eq!(
             "exec:python3 h.py".parse::<Spec>().unwrap(),
-            Spec::Exec("python3 h.py".into())
+            Spec::Exec {
+                command: "python3 h.py".into(),
+                dir: None
+            }
         );
         assert_eq!(
             "http://127.0.0.1:8080/x".parse::<Spec>().unwrap(),

@@ -385,22 +385,18 @@ fn id_and_swarm_key() {
     );
 }
 
-/// The Python example: an agent from a TOML file whose handler is a script.
+/// The Python example: an agent from a TOML file whose handler is a script
+/// beside the file, started from another directory.
 #[test]
 fn the_python_exec_example_answers() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-exec");
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(ECCO);
-    cmd.current_dir(&example)
-        .args([
-            "--json",
-            "agent",
-            "--config",
-            "agent.toml",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
+    cmd.current_dir(dir.path())
+        .args(["--json", "agent", "--config"])
+        .arg(example.join("agent.toml"))
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .arg("--identity")
         .arg(dir.path().join("id.key"));
     let running = start(cmd, dir);

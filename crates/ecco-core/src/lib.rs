@@ -17,7 +17,8 @@
 //! - [`performance`]: the observed reliability and latency of an agent, which
 //!   weighted selection and weighted voting use.
 //!
-//! Every bound on sizes and counts lives in [`limits`].
+//! Every bound on sizes and counts lives in [`limits`]; [`decoded`] estimates
+//! the memory a message will take before it is decoded.
 //!
 //! ```
 //! use ecco_core::{AgentId, Capability, Matcher, Offer, Query};
@@ -41,6 +42,7 @@
 
 pub mod aggregation;
 pub mod capability;
+pub mod decoded;
 pub mod limits;
 pub mod matcher;
 pub mod performance;
@@ -48,6 +50,7 @@ pub mod query;
 pub mod selection;
 
 mod agent_id;
+mod heap;
 mod text;
 mod validate;
 mod value;

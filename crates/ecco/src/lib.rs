@@ -58,6 +58,8 @@ pub mod negotiation;
 pub mod node;
 pub mod registry;
 
+mod bounded;
+
 pub use ecco_identity as identity;
 pub use ecco_identity::{Identity, PeerId};
 pub use libp2p::Multiaddr;

@@ -42,6 +42,14 @@ fn request(capability: &str, payload: serde_json::Value) -> Request {
     Request::new(CapabilityType::new(capability).unwrap(), payload)
 }
 
+/// `provider` answers `requester`'s echo.
+async fn assert_serves(provider: &Node, requester: &Node) {
+    let asked = requester
+        .request(provider.peer_id(), request("echo", json!("still")))
+        .await;
+    assert!(asked.is_ok(), "{asked:?}");
+}
+
 async fn address(node: &Node) -> libp2p::Multiaddr {
     node.listen_addrs().await.unwrap().remove(0)
 }
@@ -96,6 +104,35 @@ async fn errors_say_what_happened() {
 }
 
 #[tokio::test]
+async fn a_node_listens_on_more_addresses_while_it_runs() {
+    let (a, inbox) = node(Config::memory()).await;
+    serve(inbox);
+    let added = a.listen_on("/memory/0".parse().unwrap()).await.unwrap();
+    assert!(a.listen_addrs().await.unwrap().contains(&added));
+    let (b, _) = node(Config::memory()).await;
+    assert_eq!(b.dial(added).await.unwrap(), a.peer_id());
+    assert!(
+        b.request(a.peer_id(), request("echo", json!(1)))
+            .await
+            .is_ok()
+    );
+    // No transport takes a bare UDP address: a clear error, and the node runs on.
+    let e = a
+        .listen_on("/ip4/127.0.0.1/udp/0".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, NodeError::Listen { addr, .. } if addr == "/ip4/127.0.0.1/udp/0"),
+        "{e}"
+    );
+    assert!(
+        b.request(a.peer_id(), request("echo", json!(2)))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
 async fn oversized_requests_are_refused_and_the_node_keeps_serving() {
     let mut small = Config::memory();
     small.limits.max_request_bytes = 1024;
@@ -129,16 +166,58 @@ async fn oversized_requests_are_refused_and_the_node_keeps_serving() {
     );
 
     // The receiver still serves both.
+    assert_serves(&a, &b).await;
+    assert_serves(&a, &c).await;
+}
+
+/// 20,000 empty JSON objects: 20 kB on the wire, 640 kB once decoded.
+fn unfolding() -> serde_json::Value {
+    json!(vec![json!({}); 20_000])
+}
+
+#[tokio::test]
+async fn requests_and_answers_that_would_unfold_in_memory_are_refused_and_the_node_keeps_serving() {
+    let mut tight = Config::memory();
+    tight.limits.max_request_memory = 100_000;
+    tight.limits.max_response_memory = 100_000;
+    let (a, inbox) = node(tight.clone()).await;
+    serve(inbox);
+    let (b, _) = node(tight).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+
+    // Within the wire limit, but not the receiver's memory limit: refused
+    // undecoded, with a reason that says so.
+    let e = b
+        .request(peer, request("echo", unfolding()))
+        .await
+        .unwrap_err();
     assert!(
-        b.request(a.peer_id(), request("echo", json!("b")))
-            .await
-            .is_ok()
+        matches!(&e, RequestError::TooLarge(m) if m.contains("memory") && m.contains("100000")),
+        "{e}"
     );
+    // A receiver with the default limits takes it, and echoes it back; a
+    // requester whose own limit that echo exceeds fails the call the same way.
+    let (e_node, inbox) = node(Config::memory()).await;
+    serve(inbox);
+    let (c, _) = node(Config::memory()).await;
+    let peer = c.dial(address(&e_node).await).await.unwrap();
+    assert!(c.request(peer, request("echo", unfolding())).await.is_ok());
+    let mut d_config = Config::memory();
+    d_config.limits.max_response_memory = 100_000;
+    let (d, _) = node(d_config).await;
+    let peer = d.dial(address(&e_node).await).await.unwrap();
+    let e = d
+        .request(peer, request("echo", unfolding()))
+        .await
+        .unwrap_err();
     assert!(
-        c.request(a.peer_id(), request("echo", json!("c")))
-            .await
-            .is_ok()
+        matches!(&e, RequestError::TooLarge(m) if m.contains("memory")),
+        "{e}"
     );
+
+    // Both still serve.
+    assert_serves(&a, &b).await;
+    assert_serves(&e_node, &d).await;
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 
 /// Handles `tokens` by streaming one chunk per word of the payload,
 /// `whole` with `respond`, `fail` by failing after one chunk, `drop` by
-/// dropping the sink after one chunk, `big` with an oversized chunk, and
+/// dropping the sink after one chunk, `big` with an oversized chunk, `wide`
+/// with a chunk that unfolds in memory ([`unfolding`]), and
 /// `endless` until the requester goes away (then reports on `cancelled`).
 fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
     tokio::spawn(async move {
@@ -50,6 +51,11 @@ fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
                             .unwrap();
                         sink.end().await;
                     }
+                    "wide" => {
+                        let mut sink = req.stream();
+                        sink.send(Answer::new(unfolding())).await.unwrap();
+                        sink.end().await;
+                    }
                     "endless" => {
                         let mut sink = req.stream();
                         let mut sent = 0;
@@ -63,6 +69,11 @@ fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
             });
         }
     });
+}
+
+/// 20,000 empty JSON objects: 20 kB on the wire, 640 kB once decoded.
+fn unfolding() -> serde_json::Value {
+    json!(vec![json!({}); 20_000])
 }
 
 fn request(capability: &str, payload: &str) -> Request {
@@ -198,6 +209,44 @@ async fn oversized_streaming_requests_are_refused() {
         .request_stream(a.peer_id(), request("tokens", &"w ".repeat(100)))
         .await;
     assert!(matches!(refused, Err(RequestError::TooLarge(_))));
+}
+
+#[tokio::test]
+async fn streaming_messages_that_would_unfold_in_memory_are_refused() {
+    let mut server = Config::memory();
+    server.limits.max_request_memory = 100_000;
+    let (a, b, _) = pair(server).await;
+    let wide = Request::new(CapabilityType::new("tokens").unwrap(), unfolding());
+    let items = collect(b.request_stream(a.peer_id(), wide).await.unwrap()).await;
+    assert!(
+        matches!(&items[..], [Err(RequestError::TooLarge(m))] if m.contains("memory")),
+        "{items:?}"
+    );
+    // A chunk that would unfold on the requester's side ends its stream the same way.
+    let mut client = Config::memory();
+    client.limits.max_response_memory = 100_000;
+    let (c, _) = Node::spawn(&Identity::generate(), client).await.unwrap();
+    c.dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+    let items = collect(
+        c.request_stream(a.peer_id(), request("wide", ""))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        matches!(&items[..], [Err(RequestError::TooLarge(m))] if m.contains("memory")),
+        "{items:?}"
+    );
+    // Both still work.
+    let items = collect(
+        c.request_stream(a.peer_id(), request("tokens", "a b"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(items, [Ok(json!("a")), Ok(json!("b"))]);
 }
 
 #[tokio::test]

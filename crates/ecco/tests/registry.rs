@@ -39,6 +39,21 @@ async fn provider(registry: &str, heartbeat: Duration) -> Agent {
         .unwrap()
 }
 
+/// A registry, a client that reads it, and a provider registered with it.
+async fn registered(heartbeat: Duration) -> (ecco_registry::Running, Client, Agent) {
+    let registry = ecco_registry::serve(RegistryConfig::ephemeral())
+        .await
+        .unwrap();
+    let reader = Client::new(&registry.url(), Identity::generate()).unwrap();
+    let provider = provider(&registry.url(), heartbeat).await;
+    let id = provider.peer_id();
+    eventually("the registration", || async {
+        reader.agent(&id).await.is_ok()
+    })
+    .await;
+    (registry, reader, provider)
+}
+
 /// Polls `check` until it holds or `WAIT` passes.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -57,16 +72,8 @@ where
 
 #[tokio::test]
 async fn an_agent_registers_heartbeats_and_is_found_and_rated_through_the_registry() {
-    let registry = ecco_registry::serve(RegistryConfig::ephemeral())
-        .await
-        .unwrap();
-    let reader = Client::new(&registry.url(), Identity::generate()).unwrap();
-    let provider = provider(&registry.url(), Duration::from_millis(100)).await;
+    let (registry, reader, provider) = registered(Duration::from_millis(100)).await;
     let id = provider.peer_id();
-    eventually("the registration", || async {
-        reader.agent(&id).await.is_ok()
-    })
-    .await;
     let first = reader.agent(&id).await.unwrap();
     assert_eq!(first.name, "capitals");
     eventually("a heartbeat", || async {
@@ -111,16 +118,8 @@ async fn an_agent_registers_heartbeats_and_is_found_and_rated_through_the_regist
 
 #[tokio::test]
 async fn new_capabilities_are_registered_again() {
-    let registry = ecco_registry::serve(RegistryConfig::ephemeral())
-        .await
-        .unwrap();
-    let reader = Client::new(&registry.url(), Identity::generate()).unwrap();
-    let provider = provider(&registry.url(), Duration::from_secs(30)).await;
+    let (registry, reader, provider) = registered(Duration::from_secs(30)).await;
     let id = provider.peer_id();
-    eventually("the registration", || async {
-        reader.agent(&id).await.is_ok()
-    })
-    .await;
     provider
         .add_capability("geo/river seine@1.0.0".parse().unwrap())
         .await
@@ -130,6 +129,29 @@ async fn new_capabilities_are_registered_again() {
             .agent(&id)
             .await
             .is_ok_and(|d| d.capabilities.capabilities().len() == 2)
+    })
+    .await;
+    provider.shutdown().await;
+    registry.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_listen_address_reaches_the_registry_with_the_next_heartbeat() {
+    let (registry, reader, provider) = registered(Duration::from_millis(100)).await;
+    let id = provider.peer_id();
+    let before = reader.agent(&id).await.unwrap().addresses;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let added = provider
+        .node()
+        .listen_on("/memory/0".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(!before.contains(&added.to_string()));
+    eventually("the new address", || async {
+        reader
+            .agent(&id)
+            .await
+            .is_ok_and(|d| d.addresses.contains(&added.to_string()) && d.addresses.len() == 2)
     })
     .await;
     provider.shutdown().await;

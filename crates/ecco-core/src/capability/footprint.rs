@@ -11,21 +11,11 @@ use serde_json::{Map, Value};
 use super::Capability;
 use crate::ConstraintValue;
 
-/// The heap of a B-tree map or set of `entries` entries of `entry` bytes
-/// (key and value, as laid out in a node). Its nodes have room for 11
-/// entries each, are allocated whole, and are about three quarters full
-/// once built by insertion; a small map thus takes a whole node.
+/// Nodes built by insertion are about three quarters full.
+const TYPICAL_PER_LEAF: usize = 8;
+
 fn tree(entries: usize, entry: usize) -> usize {
-    const CAPACITY: usize = 11;
-    // Parent pointer, index and length.
-    const HEADER: usize = 16;
-    if entries == 0 {
-        return 0;
-    }
-    let leaves = entries.div_ceil(8);
-    // Internal nodes: about one for every eight below, with 12 edges each.
-    let internal = if leaves > 1 { leaves.div_ceil(7) } else { 0 };
-    (leaves + internal) * (HEADER + CAPACITY * entry) + internal * 12 * size_of::<usize>()
+    crate::heap::tree(entries, entry, TYPICAL_PER_LEAF)
 }
 
 impl Capability {

@@ -1,5 +1,6 @@
-//! Keeping an agent registered: register, heartbeat, re-register when the
-//! capabilities change or the registry forgot us, back off while it is down.
+//! Keeping an agent registered: register, heartbeat (with the new listen
+//! addresses when they change), re-register when the capabilities change or
+//! the registry forgot us, back off while it is down.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -99,6 +100,7 @@ async fn keep_registered(
             capabilities,
             addresses,
         };
+        let mut registered = registration.addresses.clone();
         match client.register(&registration).await {
             Ok(_) => {
                 tracing::debug!(registry = client.url(), "registered");
@@ -120,8 +122,22 @@ async fn keep_registered(
                 () = tokio::time::sleep(heartbeat) => {}
                 () = changed.notified() => break,
             }
-            match client.heartbeat(None).await {
-                Ok(_) => backoff = FIRST_BACKOFF,
+            // Where the node listens changes with its interfaces (a laptop
+            // that joins another network) and its listeners: a heartbeat
+            // carries the addresses when they changed.
+            let current = match node.listen_addrs().await {
+                Ok(addrs) => registrable(&addrs),
+                Err(_) => return,
+            };
+            let moved = (current != registered).then_some(current);
+            match client.heartbeat(moved.clone()).await {
+                Ok(_) => {
+                    if let Some(now) = moved {
+                        tracing::info!("the registry has the new listen addresses");
+                        registered = now;
+                    }
+                    backoff = FIRST_BACKOFF;
+                }
                 Err(ClientError::Api { status: 404, .. }) => {
                     tracing::info!("the registry forgot this agent; registering again");
                     break;

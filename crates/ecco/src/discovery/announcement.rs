@@ -5,6 +5,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::Identity;
+use crate::bounded::DecodeError;
 use crate::identity::{self, Domain};
 
 /// The signature domain of announcements.
@@ -22,6 +23,11 @@ pub mod limits {
     pub const MAX_TTL_SECS: u32 = 24 * 3600;
     /// How far in the future an announcement's issue time may be (clock skew), in ms.
     pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+    /// Most memory an announcement may take once decoded, estimated before
+    /// it is decoded (`ecco_core::decoded::Cost`): a document within
+    /// [`MAX_BYTES`] can unfold into far more. Ordinary documents take a
+    /// few times their size.
+    pub const MAX_DECODED_BYTES: u64 = 8 * 1024 * 1024;
 }
 
 /// What an agent says about itself.
@@ -65,6 +71,10 @@ pub enum AnnouncementError {
     /// Not decodable, or invalid content.
     #[error("malformed announcement: {0}")]
     Malformed(String),
+    /// Would take more than [`limits::MAX_DECODED_BYTES`] of memory once
+    /// decoded (the estimate, in bytes); it was not decoded.
+    #[error("announcement would take {0} bytes of memory once decoded, over the limit")]
+    Unfolds(u64),
     /// The signature is not the announcing peer's (base58 id).
     #[error("signature does not match peer {0}")]
     BadSignature(String),
@@ -139,10 +149,8 @@ impl SignedAnnouncement {
         if bytes.len() > limits::MAX_BYTES {
             return Err(AnnouncementError::TooLarge(bytes.len()));
         }
-        let signed: SignedAnnouncement = cbor4ii::serde::from_slice(bytes)
-            .map_err(|e| AnnouncementError::Malformed(e.to_string()))?;
-        let a: Announcement = cbor4ii::serde::from_slice(&signed.body)
-            .map_err(|e| AnnouncementError::Malformed(e.to_string()))?;
+        let signed: SignedAnnouncement = decode(bytes)?;
+        let a: Announcement = decode(&signed.body)?;
         identity::verify_with_peer_id(&a.peer, DOMAIN, &signed.body, &signed.signature)
             .map_err(|_| AnnouncementError::BadSignature(a.peer.to_base58()))?;
         if a.mesh != mesh {
@@ -165,6 +173,13 @@ impl SignedAnnouncement {
         }
         Ok(a)
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AnnouncementError> {
+    crate::bounded::decode(bytes, limits::MAX_DECODED_BYTES).map_err(|e| match e {
+        DecodeError::Malformed(why) => AnnouncementError::Malformed(why),
+        DecodeError::TooLarge { memory, .. } => AnnouncementError::Unfolds(memory),
+    })
 }
 
 #[cfg(test)]
@@ -219,6 +234,60 @@ mod tests {
             SignedAnnouncement::verify(&huge, "ecco", NOW),
             Err(AnnouncementError::TooLarge(limits::MAX_BYTES + 1))
         );
+    }
+
+    /// The memory limit leaves room for any ordinary document up to the
+    /// size limit: here 64 capabilities, each with every feature and
+    /// constraint it may have and a metadata object of 150 entries.
+    #[test]
+    fn a_full_document_fits_the_memory_limit() {
+        let me = Identity::generate();
+        let capability = |i: usize| {
+            let metadata: serde_json::Map<String, serde_json::Value> = (0..150)
+                .map(|k| (format!("key{k}"), serde_json::json!(k)))
+                .collect();
+            (0..32)
+                .fold(
+                    ecco_core::Capability::builder("llm/chat", format!("model{i}"), "1.0.0")
+                        .features((0..64).map(|f| format!("feature{f}"))),
+                    |b, c| b.constraint(format!("constraint{c}"), f64::from(c)),
+                )
+                .metadata(serde_json::Value::Object(metadata))
+                .unwrap()
+                .build()
+                .unwrap()
+        };
+        let mut full = announcement(&me, 1);
+        full.document = CapabilityDocument::new((0..64).map(capability).collect()).unwrap();
+        let bytes = full.sign(&me).to_bytes();
+        assert!(bytes.len() > limits::MAX_BYTES / 2, "{} bytes", bytes.len());
+        assert_eq!(
+            SignedAnnouncement::verify(&bytes, "ecco", NOW).unwrap(),
+            full
+        );
+    }
+
+    #[test]
+    fn an_announcement_that_would_unfold_is_refused_undecoded() {
+        let me = Identity::generate();
+        // 60,000 one-entry objects: 240 kB on the wire, 38 MB once decoded.
+        let body = cbor4ii::serde::to_vec(
+            Vec::new(),
+            &serde_json::json!({ "metadata": vec![serde_json::json!({"a": 0}); 60_000] }),
+        )
+        .unwrap();
+        let signed = SignedAnnouncement {
+            signature: me.sign(DOMAIN, &body),
+            body,
+        };
+        let bytes = signed.to_bytes();
+        assert!(bytes.len() <= limits::MAX_BYTES);
+        let e = SignedAnnouncement::verify(&bytes, "ecco", NOW).unwrap_err();
+        assert!(
+            matches!(e, AnnouncementError::Unfolds(m) if m > limits::MAX_DECODED_BYTES),
+            "{e:?}"
+        );
+        assert!(e.is_misbehaviour());
     }
 
     #[test]

@@ -79,6 +79,8 @@ impl Behaviour {
             Codec {
                 max_request: l.max_request_bytes,
                 max_response: l.max_response_bytes,
+                max_request_memory: l.max_request_memory,
+                max_response_memory: l.max_response_memory,
             },
             [(
                 protocols.request.clone(),

@@ -12,20 +12,18 @@ use std::io;
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::messaging::{RemoteError, RemoteErrorKind, Reply, Request};
+use crate::bounded::{self, DecodeError};
 
 /// What a node reads from an inbound stream.
 #[derive(Debug)]
 pub(crate) enum Inbound {
     /// A request within the limit.
     Request(Request),
-    /// A request larger than the limit; its bytes were discarded.
-    Oversized {
-        /// Bytes read before giving up (more than the limit).
-        at_least: u64,
-    },
+    /// A request larger than the limit on the wire (its bytes were
+    /// discarded) or in memory once decoded (it was not decoded): why.
+    TooLarge(String),
     /// A request within the limit that does not decode (broken CBOR, a
     /// missing or unknown field): why, so that the sender is told instead
     /// of seeing its stream fail.
@@ -37,6 +35,10 @@ pub(crate) enum Inbound {
 pub(crate) struct Codec {
     pub(crate) max_request: u64,
     pub(crate) max_response: u64,
+    /// Most memory a decoded request may take (`Limits::max_request_memory`).
+    pub(crate) max_request_memory: u64,
+    /// Most memory a decoded answer may take (`Limits::max_response_memory`).
+    pub(crate) max_response_memory: u64,
 }
 
 /// Oversized requests are drained up to this multiple of the limit so that the
@@ -57,11 +59,6 @@ async fn read_limited<T: AsyncRead + Unpin + Send>(
     Ok((buf, over))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    cbor4ii::serde::from_slice(bytes)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
-}
-
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     cbor4ii::serde::to_vec(Vec::new(), value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
@@ -78,9 +75,13 @@ impl libp2p::request_response::Codec for Codec {
     {
         let (buf, over) = read_limited(io, self.max_request).await?;
         if !over {
-            return Ok(match decode(&buf) {
+            return Ok(match bounded::decode(&buf, self.max_request_memory) {
                 Ok(request) => Inbound::Request(request),
-                Err(e) => Inbound::Malformed(e.to_string()),
+                Err(DecodeError::Malformed(why)) => Inbound::Malformed(why),
+                Err(e @ DecodeError::TooLarge { .. }) => Inbound::TooLarge(format!(
+                    "the request of {} bytes {TOO_LARGE}: {e}",
+                    buf.len()
+                )),
             });
         }
         // Drain what remains so the sender can finish writing and read our reply.
@@ -89,9 +90,11 @@ impl libp2p::request_response::Codec for Codec {
             &mut futures::io::sink(),
         )
         .await?;
-        Ok(Inbound::Oversized {
-            at_least: buf.len() as u64 + drained,
-        })
+        Ok(Inbound::TooLarge(format!(
+            "the request of at least {} bytes {TOO_LARGE} of {} bytes",
+            buf.len() as u64 + drained,
+            self.max_request
+        )))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Reply>
@@ -105,7 +108,13 @@ impl libp2p::request_response::Codec for Codec {
                 format!("the answer {TOO_LARGE} of {} bytes", self.max_response),
             ));
         }
-        decode(&buf)
+        bounded::decode(&buf, self.max_response_memory).map_err(|e| match e {
+            DecodeError::Malformed(why) => io::Error::new(io::ErrorKind::InvalidData, why),
+            e @ DecodeError::TooLarge { .. } => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the answer of {} bytes {TOO_LARGE}: {e}", buf.len()),
+            ),
+        })
     }
 
     async fn write_request<T>(
@@ -171,6 +180,16 @@ mod tests {
     use super::*;
     use crate::node::messaging::Answer;
 
+    /// Wire limits as given; memory limits that nothing here reaches.
+    fn codec(max_request: u64, max_response: u64) -> Codec {
+        Codec {
+            max_request,
+            max_response,
+            max_request_memory: 1 << 30,
+            max_response_memory: 1 << 30,
+        }
+    }
+
     fn protocol() -> StreamProtocol {
         StreamProtocol::new("/test")
     }
@@ -181,10 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn round_trips_within_limits() {
-        let mut codec = Codec {
-            max_request: 1024,
-            max_response: 1024,
-        };
+        let mut codec = codec(1024, 1024);
         let mut wire = Cursor::new(Vec::new());
         codec
             .write_request(&protocol(), &mut wire, Inbound::Request(request(10)))
@@ -199,10 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_sender_refuses_an_oversized_request() {
-        let mut codec = Codec {
-            max_request: 100,
-            max_response: 100,
-        };
+        let mut codec = codec(100, 100);
         let mut wire = Cursor::new(Vec::new());
         let e = codec
             .write_request(&protocol(), &mut wire, Inbound::Request(request(200)))
@@ -215,14 +228,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_receiver_marks_an_oversized_request() {
-        let big = Codec {
-            max_request: 10_000,
-            max_response: 100,
-        };
-        let small = Codec {
-            max_request: 100,
-            max_response: 100,
-        };
+        let big = codec(10_000, 100);
+        let small = codec(100, 100);
         let mut wire = Cursor::new(Vec::new());
         { big }
             .write_request(&protocol(), &mut wire, Inbound::Request(request(300)))
@@ -234,7 +241,10 @@ mod tests {
             .await
             .unwrap()
         {
-            Inbound::Oversized { at_least } => assert!(at_least > 300),
+            Inbound::TooLarge(why) => {
+                assert!(why.contains(TOO_LARGE), "{why}");
+                assert!(why.contains("of 100 bytes"), "names the limit: {why}");
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -250,10 +260,7 @@ mod tests {
             payload: serde_json::Value,
             priority: u8,
         }
-        let mut codec = Codec {
-            max_request: 1024,
-            max_response: 1024,
-        };
+        let mut codec = codec(1024, 1024);
         let mut garbage = Cursor::new(vec![0xff, 0x00, 0x13]);
         match codec.read_request(&protocol(), &mut garbage).await.unwrap() {
             Inbound::Malformed(why) => assert!(!why.is_empty()),
@@ -277,10 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_answer_becomes_a_typed_error() {
-        let mut codec = Codec {
-            max_request: 100,
-            max_response: 100,
-        };
+        let mut codec = codec(100, 100);
         let mut wire = Cursor::new(Vec::new());
         let huge = Reply::Answer(Answer::new(json!("x".repeat(500))));
         codec
@@ -294,12 +298,71 @@ mod tests {
         }
     }
 
+    /// 4,000 empty JSON objects: 4 kB on the wire, 128 kB once decoded.
+    fn unfolding() -> serde_json::Value {
+        json!(vec![json!({}); 4_000])
+    }
+
+    #[tokio::test]
+    async fn a_request_that_would_unfold_past_the_memory_limit_is_refused_undecoded() {
+        let request = Request::new(CapabilityType::new("x").unwrap(), unfolding());
+        let mut wire = Cursor::new(Vec::new());
+        codec(10_000, 100)
+            .write_request(&protocol(), &mut wire, Inbound::Request(request.clone()))
+            .await
+            .unwrap();
+        let bytes = wire.into_inner();
+        assert!(bytes.len() < 5_000);
+        let mut tight = codec(10_000, 100);
+        tight.max_request_memory = 100_000;
+        match tight
+            .read_request(&protocol(), &mut Cursor::new(bytes.clone()))
+            .await
+            .unwrap()
+        {
+            Inbound::TooLarge(why) => {
+                assert!(why.contains("memory"), "{why}");
+                assert!(why.contains("100000"), "names the limit: {why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Within a limit that allows for it, the same request is decoded.
+        tight.max_request_memory = 200_000;
+        match tight
+            .read_request(&protocol(), &mut Cursor::new(bytes))
+            .await
+            .unwrap()
+        {
+            Inbound::Request(r) => assert_eq!(r, request),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_would_unfold_past_the_memory_limit_fails_the_call_as_too_large() {
+        let mut wire = Cursor::new(Vec::new());
+        codec(100, 10_000)
+            .write_response(
+                &protocol(),
+                &mut wire,
+                Reply::Answer(Answer::new(unfolding())),
+            )
+            .await
+            .unwrap();
+        let mut tight = codec(100, 10_000);
+        tight.max_response_memory = 100_000;
+        let e = tight
+            .read_response(&protocol(), &mut Cursor::new(wire.into_inner()))
+            .await
+            .unwrap_err();
+        // The node reports this as `RequestError::TooLarge`.
+        assert!(e.to_string().contains(TOO_LARGE), "{e}");
+        assert!(e.to_string().contains("memory"), "{e}");
+    }
+
     #[tokio::test]
     async fn garbage_is_an_error_not_a_panic() {
-        let mut codec = Codec {
-            max_request: 100,
-            max_response: 100,
-        };
+        let mut codec = codec(100, 100);
         // A garbage request is answered (`Inbound::Malformed`, above); a
         // garbage answer fails the call.
         let mut read = Cursor::new(vec![0xff, 0x00, 0x13]);

@@ -75,6 +75,15 @@ pub struct Limits {
     pub max_request_bytes: u64,
     /// Largest encoded answer, in bytes (default 8 MiB).
     pub max_response_bytes: u64,
+    /// Most memory a request may take once decoded, estimated before it is
+    /// decoded (`ecco_core::decoded::Cost`; default 16 MiB). A request within
+    /// `max_request_bytes` can unfold into far more in memory (a CBOR `0` is
+    /// one byte on the wire, a JSON value of 32 in memory); above this one it
+    /// is refused as too large without being decoded.
+    pub max_request_memory: u64,
+    /// Most memory an answer, or one chunk of a streaming reply, may take
+    /// once decoded, estimated before it is decoded (default 64 MiB).
+    pub max_response_memory: u64,
     /// How long a request may wait for its answer (default 30 s).
     pub request_timeout: Duration,
     /// A new connection's handshake (pnet, Noise, Yamux) must finish within this (default 20 s).
@@ -134,6 +143,8 @@ impl Default for Limits {
         Self {
             max_request_bytes: 1024 * 1024,
             max_response_bytes: 8 * 1024 * 1024,
+            max_request_memory: 16 * 1024 * 1024,
+            max_response_memory: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(20),
             max_connections: 256,

@@ -208,6 +208,7 @@ impl Node {
                 timeout: l.request_timeout,
                 max_request: l.max_request_bytes,
                 max_response: l.max_response_bytes,
+                max_response_memory: l.max_response_memory,
             },
             indexing: Arc::default(),
         };
@@ -239,6 +240,25 @@ impl Node {
     /// The addresses the node listens on.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
         self.ask(Command::ListenAddrs).await
+    }
+
+    /// Listens on one more address, such as `/ip4/0.0.0.0/tcp/0`, and
+    /// returns the first address it is reachable at once the listener has
+    /// one (the port chosen, for port 0). An agent registered with a
+    /// registry registers its new addresses with the next heartbeat.
+    pub async fn listen_on(&self, addr: Multiaddr) -> Result<Multiaddr, NodeError> {
+        let asked = addr.to_string();
+        let listening = self.ask(|tx| Command::ListenOn { addr, reply: tx });
+        match tokio::time::timeout(super::event_loop::LISTEN_WAIT, listening).await {
+            Ok(result) => result?,
+            Err(_) => Err(NodeError::Listen {
+                addr: asked,
+                reason: format!(
+                    "no address reported within {:?}",
+                    super::event_loop::LISTEN_WAIT
+                ),
+            }),
+        }
     }
 
     /// The peers with an established connection.

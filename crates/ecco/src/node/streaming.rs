@@ -5,7 +5,8 @@
 //! of CBOR. The requester writes one [`Request`] frame; the provider answers
 //! with any number of `chunk` frames and ends with `end` or `error`. Each
 //! frame is bounded (the request by `max_request_bytes`, each reply frame by
-//! `max_response_bytes`) and must arrive within `request_timeout` of the
+//! `max_response_bytes`; once decoded, by `max_request_memory` and
+//! `max_response_memory`) and must arrive within `request_timeout` of the
 //! previous one. Writes are bounded by the same timeout on both sides, so
 //! that a peer that stops reading frees what it holds.
 
@@ -24,6 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use super::config::Limits;
 use super::handle::{InboundRequest, Responder};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+use crate::bounded::{self, DecodeError};
 
 /// One frame of a streaming reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,10 +74,6 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     cbor4ii::serde::to_vec(Vec::new(), value).unwrap_or_default()
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string())
-}
-
 /// What the client side needs to know.
 #[derive(Clone)]
 pub(crate) struct Client {
@@ -84,6 +82,7 @@ pub(crate) struct Client {
     pub(crate) timeout: Duration,
     pub(crate) max_request: u64,
     pub(crate) max_response: u64,
+    pub(crate) max_response_memory: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -141,11 +140,14 @@ impl Client {
             Ok(Ok(stream)) => stream,
         };
         let max = self.max_response;
+        let max_memory = self.max_response_memory;
         // Bounded: a provider that never reads would otherwise hold the
         // request here once the stream's window is full.
         match tokio::time::timeout(timeout, write_frame(&mut stream, &bytes)).await {
             Err(_) => return Err(RequestError::Timeout(timeout)),
-            Ok(Err(e)) => return Err(early_refusal(&mut stream, max, peer, &e).await),
+            Ok(Err(e)) => {
+                return Err(early_refusal(&mut stream, (max, max_memory), peer, &e).await);
+            }
             Ok(Ok(())) => {}
         }
         let frames = stream::unfold(Some(stream), move |state| async move {
@@ -158,12 +160,16 @@ impl Client {
                 Ok(Err(ReadError::Io(e))) => Err(RequestError::Unreachable(format!(
                     "the stream from {peer} ended before its end: {e}"
                 ))),
-                Ok(Ok(bytes)) => match decode::<Frame>(&bytes) {
+                Ok(Ok(bytes)) => match bounded::decode::<Frame>(&bytes, max_memory) {
                     Ok(Frame::Chunk(answer)) => return Some((Ok(answer), Some(stream))),
                     Ok(Frame::End) => return None,
                     Ok(Frame::Error(e)) => Err(e.into()),
-                    Err(e) => Err(RequestError::Refused(format!(
+                    Err(DecodeError::Malformed(e)) => Err(RequestError::Refused(format!(
                         "{peer} sent a malformed frame: {e}"
+                    ))),
+                    Err(e @ DecodeError::TooLarge { .. }) => Err(RequestError::TooLarge(format!(
+                        "a reply chunk of {} bytes exceeds the size limit: {e}",
+                        bytes.len()
                     ))),
                 },
             };
@@ -181,14 +187,14 @@ impl Client {
 /// write: the reason, already received, says more than the failed write.
 async fn early_refusal(
     stream: &mut libp2p::Stream,
-    max: u64,
+    (max, max_memory): (u64, u64),
     peer: PeerId,
     error: &io::Error,
 ) -> RequestError {
     // The reason is already here if there is one; do not wait for more.
     let read = tokio::time::timeout(EARLY_REFUSAL_WAIT, read_frame(stream, max)).await;
     if let Ok(Ok(bytes)) = read
-        && let Ok(Frame::Error(e)) = decode::<Frame>(&bytes)
+        && let Ok(Frame::Error(e)) = bounded::decode::<Frame>(&bytes, max_memory)
     {
         return e.into();
     }
@@ -380,11 +386,18 @@ async fn serve_one(
 ) {
     let read = read_frame(&mut stream, limits.max_request_bytes);
     let first = match tokio::time::timeout(limits.request_timeout, read).await {
-        Ok(Ok(bytes)) => match decode::<Request>(&bytes) {
+        Ok(Ok(bytes)) => match bounded::decode::<Request>(&bytes, limits.max_request_memory) {
             Ok(request) => Ok(request),
-            Err(e) => Err(refusal(
+            Err(DecodeError::Malformed(e)) => Err(refusal(
                 RemoteErrorKind::Refused,
                 format!("malformed request: {e}"),
+            )),
+            Err(e @ DecodeError::TooLarge { .. }) => Err(refusal(
+                RemoteErrorKind::TooLarge,
+                format!(
+                    "the request of {} bytes exceeds the size limit: {e}",
+                    bytes.len()
+                ),
             )),
         },
         Ok(Err(ReadError::TooLarge(len))) => Err(refusal(
@@ -471,9 +484,9 @@ mod tests {
         write_frame(&mut wire, &encode(&frame)).await.unwrap();
         write_frame(&mut wire, &encode(&Frame::End)).await.unwrap();
         let mut r = Cursor::new(wire.into_inner());
-        let one: Frame = decode(&read_frame(&mut r, 100).await.unwrap()).unwrap();
+        let one: Frame = bounded::decode(&read_frame(&mut r, 100).await.unwrap(), 1 << 20).unwrap();
         assert_eq!(one, frame);
-        let two: Frame = decode(&read_frame(&mut r, 100).await.unwrap()).unwrap();
+        let two: Frame = bounded::decode(&read_frame(&mut r, 100).await.unwrap(), 1 << 20).unwrap();
         assert_eq!(two, Frame::End);
 
         let mut big = Cursor::new(vec![0, 0, 1, 0, 7, 7]);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use libp2p::core::transport::ListenerId;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
@@ -30,13 +31,17 @@ use crate::discovery::{Entry, Offers, Snapshot};
 use ecco_core::Capability;
 
 /// How long `spawn` waits for each listener to report its address.
-const LISTEN_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// How long a stopping node keeps running to deliver its withdrawal.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub(crate) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    ListenOn {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<Multiaddr, NodeError>>,
+    },
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     Dial {
         addr: Multiaddr,
@@ -86,12 +91,13 @@ pub(crate) struct EventLoop {
     events: broadcast::Sender<Event>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Answer, RequestError>>>,
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    /// Listeners added by `Node::listen_on`, until they report an address or fail.
+    listeners: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, NodeError>>)>,
     /// Inbound requests handed to the application, waiting for its reply.
     replies: FuturesUnordered<PendingReply>,
     /// At most this many inbound requests wait for the application at once.
     max_pending_replies: usize,
     request_timeout: Duration,
-    max_request_bytes: u64,
     gossip: gossip::State,
     dht: dht::State,
     fetches: fetch::Fetches,
@@ -181,10 +187,10 @@ impl EventLoop {
             events,
             requests: HashMap::new(),
             dials: HashMap::new(),
+            listeners: HashMap::new(),
             replies: FuturesUnordered::new(),
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
             request_timeout: config.limits.request_timeout,
-            max_request_bytes: config.limits.max_request_bytes,
             gossip: gossip::State::new(identity, config, protocols.announcements.clone()),
             dht: dht::State::new(config),
             fetches: fetch::Fetches::default(),
@@ -263,6 +269,17 @@ impl EventLoop {
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::ListenOn { addr, reply } => match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    self.listeners.insert(id, (addr, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NodeError::Listen {
+                        addr: addr.to_string(),
+                        reason: e.to_string(),
+                    }));
+                }
+            },
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
@@ -341,9 +358,43 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 advertise(&mut self.swarm, address.clone());
+                if let Some((_, reply)) = self.listeners.remove(&listener_id) {
+                    let _ = reply.send(Ok(address.clone()));
+                }
                 let _ = self.events.send(Event::Listening(address));
+            }
+            // An interface went away (a laptop left its network): peers
+            // cannot reach the node there any more.
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some((addr, reply)) = self.listeners.remove(&listener_id) {
+                    let _ = reply.send(Err(NodeError::Listen {
+                        addr: addr.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some((addr, reply)) = self.listeners.remove(&listener_id) {
+                    let reason = reason
+                        .err()
+                        .map_or_else(|| "the listener closed".to_owned(), |e| e.to_string());
+                    let _ = reply.send(Err(NodeError::Listen {
+                        addr: addr.to_string(),
+                        reason,
+                    }));
+                }
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -489,15 +540,7 @@ impl EventLoop {
                     format!("malformed request: {why}"),
                 ));
             }
-            Inbound::Oversized { at_least } => {
-                return Err(refusal(
-                    RemoteErrorKind::TooLarge,
-                    format!(
-                        "the request of at least {at_least} bytes {TOO_LARGE} of {} bytes",
-                        self.max_request_bytes
-                    ),
-                ));
-            }
+            Inbound::TooLarge(why) => return Err(refusal(RemoteErrorKind::TooLarge, why)),
         };
         if self.replies.len() >= self.max_pending_replies {
             return Err(refusal(
