@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ecco::node::{
@@ -394,4 +394,133 @@ async fn shutdown_ends_the_node() {
         Err(RequestError::NodeStopped)
     );
     assert_eq!(handle.listen_addrs().await, Err(NodeError::Stopped));
+}
+
+/// Serves every request after `delay`, each in its own task, so that many
+/// are under way at once.
+fn serve_late(mut inbox: Inbox, delay: Duration) {
+    tokio::spawn(async move {
+        while let Some(req) = inbox.recv().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                req.respond(Answer::new(json!("late")));
+            });
+        }
+    });
+}
+
+/// Sends `n` requests to `peer` at once; the errors, counted by message.
+async fn burst(from: &Node, peer: libp2p::PeerId, n: usize) -> BTreeMap<String, usize> {
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let from = from.clone();
+        calls.spawn(async move { from.request(peer, request("x", json!(1))).await });
+    }
+    let mut errors = BTreeMap::new();
+    while let Some(called) = calls.join_next().await {
+        if let Err(e) = called.unwrap() {
+            *errors.entry(e.to_string()).or_default() += 1;
+        }
+    }
+    errors
+}
+
+#[tokio::test]
+async fn more_requests_than_streams_wait_for_a_free_one() {
+    let mut config = Config::memory();
+    config.limits.max_concurrent_streams = 8;
+    let (a, inbox) = node(config.clone()).await;
+    serve_late(inbox, Duration::from_millis(100));
+    let (b, _) = node(config).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    // Five times the streams one connection may carry: without the wait,
+    // libp2p fails all but 8 with "max sub-streams reached".
+    let errors = burst(&b, peer, 40).await;
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(b.connected_peers().await.unwrap(), vec![peer]);
+}
+
+#[tokio::test]
+async fn a_full_waiting_queue_fails_at_once_with_busy() {
+    let mut config = Config::memory();
+    config.limits.max_concurrent_streams = 2;
+    config.limits.max_waiting_requests = 3;
+    let (a, inbox) = node(config.clone()).await;
+    serve_late(inbox, Duration::from_millis(500));
+    let (b, _) = node(config).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let errors = burst(&b, peer, 8).await;
+    let busy: Vec<_> = errors.keys().collect();
+    assert_eq!(
+        errors.values().sum::<usize>(),
+        3,
+        "2 sent and 3 waiting are answered, 3 refused: {errors:#?}"
+    );
+    assert!(
+        busy.iter()
+            .all(|e| e.starts_with("busy: ") && e.contains("limits.max_waiting_requests")),
+        "{errors:#?}"
+    );
+    assert_serves(&a, &b).await;
+}
+
+#[tokio::test]
+async fn time_spent_waiting_for_a_stream_counts_against_the_timeout() {
+    let mut config = Config::memory();
+    config.limits.max_concurrent_streams = 1;
+    config.limits.request_timeout = Duration::from_millis(1000);
+    let (a, inbox) = node(config.clone()).await;
+    // Each answer takes 600 ms: the second of two requests sent at once
+    // waits 600 ms for the stream, then 600 ms more for its answer.
+    serve_late(inbox, Duration::from_millis(600));
+    let (b, _) = node(config).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let errors = burst(&b, peer, 2).await;
+    let timeout = RequestError::Timeout(Duration::from_millis(1000)).to_string();
+    assert_eq!(errors, BTreeMap::from([(timeout, 1)]), "{errors:#?}");
+    assert_serves(&a, &b).await;
+}
+
+#[tokio::test]
+async fn zero_streams_per_connection_is_a_config_error() {
+    let mut config = Config::memory();
+    config.limits.max_concurrent_streams = 0;
+    let refused = Node::spawn(&Identity::generate(), config).await;
+    assert!(
+        matches!(&refused, Err(NodeError::Config(m)) if m.contains("max_concurrent_streams")),
+        "{:?}",
+        refused.err()
+    );
+}
+
+#[tokio::test]
+async fn a_connection_full_of_the_peers_requests_fails_with_busy_naming_the_limit() {
+    let mut config = Config::memory();
+    config.limits.max_concurrent_streams = 2;
+    let (a, mut inbox_a) = node(config.clone()).await;
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(req) = inbox_a.recv().await {
+            held.push(req);
+            let _ = held_tx.send(()).await;
+        }
+    });
+    let (b, inbox_b) = node(config).await;
+    serve(inbox_b);
+    let peer = b.dial(address(&a).await).await.unwrap();
+    // b's two requests, held unanswered, take both of the connection's
+    // streams on a's side: a cannot open one more to b.
+    for _ in 0..2 {
+        let b = b.clone();
+        tokio::spawn(async move { b.request(peer, request("hold", json!(1))).await });
+    }
+    for _ in 0..2 {
+        held_rx.recv().await.unwrap();
+    }
+    let asked = a.request(b.peer_id(), request("echo", json!(1))).await;
+    match asked {
+        Err(RequestError::Busy(m)) => assert!(m.contains("limits.max_concurrent_streams"), "{m}"),
+        other => panic!("expected busy, got {other:?}"),
+    }
 }

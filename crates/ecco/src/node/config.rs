@@ -113,8 +113,15 @@ pub struct Limits {
     pub announcement_ttl: Duration,
     /// How often the node re-announces unchanged capabilities (default: a third of the TTL).
     pub reannounce_every: Duration,
-    /// Most requests served concurrently per connection (default 64).
+    /// Most request streams open at once on one connection, both
+    /// directions counted (default 64). This node also sends at most this
+    /// many requests to one peer at a time; the rest wait, in order, for one
+    /// to finish.
     pub max_concurrent_streams: usize,
+    /// Most requests waiting for a free stream, over all peers (default
+    /// 1024); beyond it [`Node::request`](crate::node::Node::request) fails
+    /// with [`RequestError::Busy`](crate::node::RequestError::Busy).
+    pub max_waiting_requests: usize,
     /// Most streaming requests served at once, over all peers (default 64).
     pub max_streaming_requests: usize,
     /// Chunks a streaming handler may send ahead of the network (default 16).
@@ -155,6 +162,7 @@ impl Default for Limits {
             inbound_queue: 64,
             event_buffer: 256,
             max_concurrent_streams: 64,
+            max_waiting_requests: 1024,
             max_directory_peers: 10_000,
             max_directory_bytes: 64 * 1024 * 1024,
             announcement_ttl: Duration::from_secs(300),

@@ -1,6 +1,7 @@
 //! The handle callers hold, the inbox of inbound requests, and node events.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ecco_core::{Capability, Matcher, Query};
 use libp2p::{Multiaddr, PeerId};
@@ -42,6 +43,8 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     streams: streaming::Client,
+    /// How long a request may take, from the call to the answer.
+    request_timeout: Duration,
     /// The last index built from a snapshot, by generation of the
     /// directory, shared by every clone of the handle. Once built it is the
     /// one the node's task caches too (the same allocation); after a change
@@ -210,6 +213,7 @@ impl Node {
                 max_response: l.max_response_bytes,
                 max_response_memory: l.max_response_memory,
             },
+            request_timeout: l.request_timeout,
             indexing: Arc::default(),
         };
         Ok((node, Inbox { rx: inbound_rx }))
@@ -281,16 +285,26 @@ impl Node {
         .await
     }
 
-    /// Sends a request and waits for the answer (at most the configured
-    /// request timeout).
+    /// Sends a request and waits for the answer, at most the configured
+    /// request timeout from this call on.
+    ///
+    /// At most `Limits::max_concurrent_streams` requests go to one peer at
+    /// a time; more wait, in order, for one of them to finish, and the wait
+    /// counts against the timeout. Beyond `Limits::max_waiting_requests`
+    /// waiting over all peers, a request fails at once with
+    /// [`RequestError::Busy`].
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Answer, RequestError> {
-        self.ask(|tx| Command::Request {
+        let asked = self.ask(|tx| Command::Request {
             peer,
             request,
             reply: tx,
-        })
-        .await
-        .map_err(|_| RequestError::NodeStopped)?
+        });
+        // libp2p times a request from when it is sent; a request that waited
+        // for a free stream would otherwise get the whole timeout again.
+        match tokio::time::timeout(self.request_timeout, asked).await {
+            Ok(answer) => answer.map_err(|_| RequestError::NodeStopped)?,
+            Err(_) => Err(RequestError::Timeout(self.request_timeout)),
+        }
     }
 
     /// Sends a request and receives the reply as a stream of chunks, for

@@ -133,6 +133,10 @@ pub enum RequestError {
     /// The request or the answer exceeded a size limit.
     #[error("too large: {0}")]
     TooLarge(String),
+    /// This node has too many requests under way to take another (a local
+    /// limit, not the peer's refusal): try again once some have finished.
+    #[error("busy: {0}")]
+    Busy(String),
     /// The local node has shut down.
     #[error("the node has shut down")]
     NodeStopped,
@@ -148,7 +152,8 @@ impl RequestError {
             | Self::Refused(m)
             | Self::NoHandler(m)
             | Self::HandlerFailed(m)
-            | Self::TooLarge(m) => m.clone(),
+            | Self::TooLarge(m)
+            | Self::Busy(m) => m.clone(),
             Self::Timeout(after) => format!("no answer within {after:?}"),
             Self::NodeStopped => "the node has shut down".to_owned(),
         }
@@ -159,7 +164,7 @@ impl RequestError {
         match self {
             Self::Unreachable(_) | Self::NodeStopped => FailureKind::Unreachable,
             Self::Timeout(_) => FailureKind::Timeout,
-            Self::Refused(_) => FailureKind::Refused,
+            Self::Refused(_) | Self::Busy(_) => FailureKind::Refused,
             Self::NoHandler(_) => FailureKind::NoHandler,
             Self::HandlerFailed(_) => FailureKind::HandlerFailed,
             Self::TooLarge(_) => FailureKind::TooLarge,

@@ -107,6 +107,12 @@ pub(crate) fn check(config: &Config) -> Result<(), NodeError> {
             "mesh name `{mesh}` must be 1 to 64 of a-z, 0-9, '-', '_', '.'"
         )));
     }
+    if config.limits.max_concurrent_streams == 0 {
+        return Err(NodeError::Config(
+            "limits.max_concurrent_streams must be at least 1, or no request could be sent or served"
+                .to_owned(),
+        ));
+    }
     if config.discovery.mdns && config.transport == Transport::Memory {
         return Err(NodeError::Config(
             "mDNS needs the network transport; turn it off for the memory transport".to_owned(),

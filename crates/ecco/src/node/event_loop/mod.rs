@@ -4,6 +4,7 @@ pub(crate) mod dht;
 mod fetch;
 mod gossip;
 mod peers;
+mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ use ecco_core::Capability;
 
 /// How long `spawn` waits for each listener to report its address.
 pub(crate) const LISTEN_WAIT: Duration = Duration::from_secs(10);
+/// How libp2p's request-response says that a connection already carries
+/// its most streams (its handler's text; there is no typed error for it).
+const STREAMS_FULL: &str = "max sub-streams reached";
 /// How long a stopping node keeps running to deliver its withdrawal.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
 
@@ -82,6 +86,19 @@ pub(crate) enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// A request waiting for a free stream to its peer.
+struct Queued {
+    request: Request,
+    reply: oneshot::Sender<Result<Answer, RequestError>>,
+}
+
+impl Queued {
+    /// Whether its caller still waits for the answer.
+    fn wanted(&self) -> bool {
+        !self.reply.is_closed()
+    }
+}
+
 type PendingReply = BoxFuture<'static, (ResponseChannel<Reply>, Reply)>;
 
 pub(crate) struct EventLoop {
@@ -90,6 +107,9 @@ pub(crate) struct EventLoop {
     inbound: mpsc::Sender<InboundRequest>,
     events: broadcast::Sender<Event>,
     requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Answer, RequestError>>>,
+    /// Requests in flight per peer, and those waiting for a free stream.
+    window: window::Window<Queued>,
+    max_concurrent_streams: usize,
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
     /// Listeners added by `Node::listen_on`, until they report an address or fail.
     listeners: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, NodeError>>)>,
@@ -186,6 +206,11 @@ impl EventLoop {
             inbound,
             events,
             requests: HashMap::new(),
+            window: window::Window::new(
+                config.limits.max_concurrent_streams,
+                config.limits.max_waiting_requests,
+            ),
+            max_concurrent_streams: config.limits.max_concurrent_streams,
             dials: HashMap::new(),
             listeners: HashMap::new(),
             replies: FuturesUnordered::new(),
@@ -215,6 +240,7 @@ impl EventLoop {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    self.window.retain(Queued::wanted);
                     self.on_tick();
                     self.dht_prune();
                 }
@@ -261,6 +287,9 @@ impl EventLoop {
         for (_, reply) in self.requests.drain() {
             let _ = reply.send(Err(RequestError::NodeStopped));
         }
+        for queued in self.window.drain() {
+            let _ = queued.reply.send(Err(RequestError::NodeStopped));
+        }
         tracing::info!("node stopped");
     }
 
@@ -306,14 +335,16 @@ impl EventLoop {
                 peer,
                 request,
                 reply,
-            } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .messaging
-                    .send_request(&peer, Inbound::Request(request));
-                self.requests.insert(id, reply);
-            }
+            } => match self.window.admit(peer, Queued { request, reply }) {
+                window::Admit::Send(queued) => self.send_request(peer, queued),
+                window::Admit::Wait => {}
+                window::Admit::Full(queued) => {
+                    let _ = queued.reply.send(Err(RequestError::Busy(format!(
+                        "{} requests already wait for a free stream (limits.max_waiting_requests)",
+                        self.window.max_waiting()
+                    ))));
+                }
+            },
             Command::SetCapabilities {
                 capabilities,
                 reply,
@@ -464,6 +495,7 @@ impl EventLoop {
                             Reply::Error(e) => Err(e.into()),
                         });
                     }
+                    self.request_finished(peer);
                 }
             },
             request_response::Event::OutboundFailure {
@@ -475,6 +507,7 @@ impl EventLoop {
                 if let Some(reply) = self.requests.remove(&request_id) {
                     let _ = reply.send(Err(self.outbound_error(peer, error)));
                 }
+                self.request_finished(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound request failed");
@@ -495,12 +528,33 @@ impl EventLoop {
             OutboundFailure::UnsupportedProtocols => RequestError::Refused(format!(
                 "{peer} does not speak this mesh's request protocol"
             )),
+            OutboundFailure::Io(e) if e.to_string() == STREAMS_FULL => RequestError::Busy(format!(
+                "the connection to {peer} already carries {} request streams, counting its requests to this node (limits.max_concurrent_streams)",
+                self.max_concurrent_streams
+            )),
             OutboundFailure::Io(e) if e.to_string().contains(TOO_LARGE) => {
                 RequestError::TooLarge(e.to_string())
             }
             OutboundFailure::Io(e) => {
                 RequestError::Refused(format!("the stream to {peer} failed: {e}"))
             }
+        }
+    }
+
+    fn send_request(&mut self, peer: PeerId, queued: Queued) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .messaging
+            .send_request(&peer, Inbound::Request(queued.request));
+        self.requests.insert(id, queued.reply);
+    }
+
+    /// A request to `peer` was answered or failed: its stream goes to the
+    /// next request waiting for one.
+    fn request_finished(&mut self, peer: PeerId) {
+        if let Some(next) = self.window.finished(&peer, Queued::wanted) {
+            self.send_request(peer, next);
         }
     }
 
