@@ -6,8 +6,9 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ecco_core::decoded::Cost;
 use ecco_identity::{Identity, PeerId};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
@@ -25,6 +26,11 @@ use crate::wire::{
 
 /// Largest response body read, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Most memory a response may take once decoded, estimated before decoding
+/// ([`ecco_core::decoded::Cost`]). The body limit does not bound memory: 4 MiB
+/// of `{"":0}` decodes into over 300 MiB. Ordinary answers take at most about
+/// twelve times their size, within this limit.
+pub const MAX_RESPONSE_MEMORY: u64 = 64 * 1024 * 1024;
 /// Default time limit of one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -407,7 +413,16 @@ impl Client {
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
-                .map_err(|e| ClientError::Unreachable(with_causes(&*e)))?
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        // Not transient: asking again brings the same answer.
+                        ClientError::Decode(format!(
+                            "the answer is longer than {MAX_RESPONSE_BYTES} bytes"
+                        ))
+                    } else {
+                        ClientError::Unreachable(with_causes(&*e))
+                    }
+                })?
                 .to_bytes();
             Ok::<_, ClientError>((status, body))
         };
@@ -421,7 +436,7 @@ impl Client {
             } else {
                 &body
             };
-            return serde_json::from_slice(body).map_err(|e| ClientError::Decode(e.to_string()));
+            return decode(body);
         }
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => ClientError::Api {
@@ -436,4 +451,19 @@ impl Client {
             },
         })
     }
+}
+
+/// Decodes a response if it fits [`MAX_RESPONSE_MEMORY`] once decoded: a
+/// registry, or whatever answers at its address, must not make the client
+/// allocate hundreds of times what it sent.
+fn decode<R: DeserializeOwned>(body: &[u8]) -> Result<R, ClientError> {
+    let cost: Cost =
+        serde_json::from_slice(body).map_err(|e| ClientError::Decode(e.to_string()))?;
+    if cost.bytes() > MAX_RESPONSE_MEMORY {
+        return Err(ClientError::Decode(format!(
+            "the answer would take {} bytes of memory once decoded, over the limit of {MAX_RESPONSE_MEMORY}",
+            cost.bytes()
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode(e.to_string()))
 }

@@ -162,3 +162,81 @@ async fn the_client_follows_a_new_registry_behind_its_url() {
     assert_eq!(second.app().store().agents().await.unwrap().len(), 1);
     second.shutdown().await;
 }
+
+/// Serves `body` as the answer to every request, one connection at a time.
+async fn fake_registry(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            // The client's requests here are GETs: one read takes the head.
+            let mut head = vec![0; 16 * 1024];
+            let _ = socket.read(&mut head).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_answer_that_would_unfold_in_memory_is_refused_undecoded() {
+    // A real agent's detail, as a registry serves it.
+    let running = ecco_registry::serve(Config::ephemeral()).await.unwrap();
+    let agent = Identity::generate();
+    let detail = Client::new(&running.url(), agent.clone())
+        .unwrap()
+        .register(&registration("alpha", &["llm/chat"]))
+        .await
+        .unwrap();
+    let mut json = serde_json::to_value(&detail).unwrap();
+    let reader = Identity::generate();
+
+    // As it is, it decodes: the fake registry serves it well.
+    let url = fake_registry(serde_json::to_vec(&json).unwrap()).await;
+    let fetched = Client::new(&url, reader.clone())
+        .unwrap()
+        .agent(&agent.peer_id())
+        .await;
+    assert_eq!(fetched.unwrap(), detail);
+
+    // 500,000 one-entry objects in a capability's metadata: 3.5 MB of body,
+    // within the size limit, over 300 MB once decoded.
+    json["capabilities"]["capabilities"][0]["metadata"]["m"] =
+        serde_json::Value::Array(vec![serde_json::json!({"": 0}); 500_000]);
+    let body = serde_json::to_vec(&json).unwrap();
+    assert!(
+        body.len() < ecco_registry::client::MAX_RESPONSE_BYTES,
+        "{}",
+        body.len()
+    );
+    let url = fake_registry(body).await;
+    let fetched = Client::new(&url, reader.clone())
+        .unwrap()
+        .agent(&agent.peer_id())
+        .await;
+    assert!(
+        matches!(&fetched, Err(ClientError::Decode(m)) if m.contains("bytes of memory once decoded")),
+        "{fetched:?}"
+    );
+
+    // Over the size limit: a decode error too, not worth retrying.
+    let long = vec![b' '; ecco_registry::client::MAX_RESPONSE_BYTES + 1];
+    let url = fake_registry(long).await;
+    let fetched = Client::new(&url, reader)
+        .unwrap()
+        .agent(&agent.peer_id())
+        .await;
+    match fetched {
+        Err(e @ ClientError::Decode(_)) => {
+            assert!(e.to_string().contains("longer than"), "{e}");
+            assert!(!e.is_transient());
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
