@@ -24,7 +24,7 @@ pub(crate) enum Command {
 pub(crate) struct ServeArgs {
     /// A TOML file with any of: listen, database_url, redis_url, read_token,
     /// admin_token, heartbeat_interval, stale_after, offline_after ("90s"),
-    /// catalog_check ("1s"), retention ("90d").
+    /// catalog_check ("1s"), retention ("90d"), public_addresses_only (true).
     #[arg(long, env = "ECCO_REGISTRY_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7700].
@@ -42,6 +42,10 @@ pub(crate) struct ServeArgs {
     /// Enable the admin endpoints with this operator token.
     #[arg(long, env = "ECCO_REGISTRY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Keep and serve only public addresses (no loopback, LAN or link-local
+    /// ones): for a registry open to the internet.
+    #[arg(long, env = "ECCO_REGISTRY_PUBLIC_ADDRESSES_ONLY")]
+    public_addresses_only: bool,
 }
 
 /// The TOML file.
@@ -58,6 +62,7 @@ struct File {
     offline_after: Option<String>,
     catalog_check: Option<String>,
     retention: Option<String>,
+    public_addresses_only: Option<bool>,
 }
 
 pub(crate) async fn run(command: Command, json_out: bool) -> anyhow::Result<()> {
@@ -117,6 +122,8 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         &mut config.catalog_check,
     )?;
     span("retention", file.retention, &mut config.retention)?;
+    config.public_addresses_only =
+        args.public_addresses_only || file.public_addresses_only.unwrap_or(false);
     anyhow::ensure!(
         config.stale_after < config.offline_after,
         "stale_after ({:?}) must be shorter than offline_after ({:?})",
@@ -174,7 +181,38 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{ServeArgs, config, redact};
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn configured(args: &[&str]) -> ecco_registry::Config {
+        let cli =
+            Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).unwrap();
+        config(cli.serve).unwrap()
+    }
+
+    #[test]
+    fn public_addresses_only_comes_from_the_flag_or_the_file() {
+        assert!(!configured(&[]).public_addresses_only, "off by default");
+        assert!(configured(&["--public-addresses-only"]).public_addresses_only);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("registry.toml");
+        std::fs::write(&file, "public_addresses_only = true\n").unwrap();
+        let from_file = configured(&["--config", file.to_str().unwrap()]);
+        assert!(from_file.public_addresses_only);
+        std::fs::write(&file, "public_addresses_only = \"yes\"\n").unwrap();
+        let cli = Cli::try_parse_from(["serve", "--config", file.to_str().unwrap()]).unwrap();
+        let refused = config(cli.serve).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("public_addresses_only"),
+            "{refused:#}"
+        );
+    }
 
     #[test]
     fn passwords_are_not_printed() {

@@ -50,6 +50,12 @@ pub struct Config {
     /// are kept; older ones are deleted hourly. Feedback is kept: reputation
     /// needs it.
     pub retention: Duration,
+    /// Keep and serve only addresses that reach beyond one network
+    /// ([`address::Reach::Public`](crate::address::Reach::Public)): for a
+    /// registry open to the internet, whose clients must not be sent to
+    /// addresses on their own LAN. Off by default, since a private
+    /// registry serves a private network.
+    pub public_addresses_only: bool,
 }
 
 impl Default for Config {
@@ -73,6 +79,7 @@ impl Default for Config {
             feedback_per_minute: 120,
             catalog_check: Duration::from_secs(1),
             retention: Duration::from_secs(90 * 24 * 3600),
+            public_addresses_only: false,
         }
     }
 }

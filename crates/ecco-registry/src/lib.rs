@@ -13,6 +13,7 @@
 //!   the [`reputation`] formula and the dashboard, a live web page served at
 //!   `/` from files embedded in the binary.
 
+pub mod address;
 pub mod client;
 pub mod receipt;
 pub mod signing;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Mutex, RwLock};
 
+use crate::address;
 use crate::catalog::{self, Cache, Catalog, CatalogError};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -77,6 +78,19 @@ impl App {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// The addresses this registry keeps and serves of `addresses`: all of
+    /// them, or with `public_addresses_only` only the public ones.
+    #[must_use]
+    pub fn publishable(&self, mut addresses: Vec<String>) -> Vec<String> {
+        if self.0.config.public_addresses_only {
+            addresses.retain(|a| {
+                a.parse::<multiaddr::Multiaddr>()
+                    .is_ok_and(|a| address::reach(&a) == address::Reach::Public)
+            });
+        }
+        addresses
     }
 
     /// This registry's id, shared by every instance on its database (see

@@ -962,3 +962,74 @@ async fn the_documented_peer_id_pattern_admits_real_ids() {
         assert!(rest.chars().all(|c| BASE58.contains(c)), "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_public_registry_keeps_and_serves_only_public_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    let addresses = [
+        "/ip4/198.51.99.7/tcp/4001",
+        "/ip4/10.0.0.5/tcp/4001",
+        "/ip4/127.0.0.1/tcp/4001",
+        "/ip6/fe80::1/tcp/4001",
+        "/dns4/agent.example.com/tcp/4001",
+        "/dns4/localhost/tcp/4001",
+    ];
+    let mut reg = registration("alpha", &["llm/chat"]);
+    reg.addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
+    let body = serde_json::to_vec(&reg).unwrap();
+    let public = json!([
+        "/ip4/198.51.99.7/tcp/4001",
+        "/dns4/agent.example.com/tcp/4001"
+    ]);
+
+    // A private registry keeps them all: its network is the private one.
+    let (private_app, router) = registry(Config {
+        database_url: url.clone(),
+        ..Config::ephemeral()
+    })
+    .await;
+    let a = Identity::generate();
+    let (status, detail) = send(
+        &router,
+        signed(&registry_id(&router).await, &a, "PUT", &path(&a), &body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{detail}");
+    assert_eq!(detail["addresses"], json!(addresses));
+    drop((private_app, router));
+
+    // The same database behind a public registry: what was stored before is
+    // served filtered.
+    let (_app, router) = registry(Config {
+        database_url: url,
+        public_addresses_only: true,
+        ..Config::ephemeral()
+    })
+    .await;
+    let (_, detail) = send(&router, get(&path(&a))).await;
+    assert_eq!(detail["addresses"], public, "{detail}");
+    let (_, page) = send(&router, get("/v1/agents")).await;
+    assert_eq!(page["items"][0]["addresses"], public, "{page}");
+
+    // What is written now is filtered before it is stored.
+    let reg_id = registry_id(&router).await;
+    let b = Identity::generate();
+    let (status, detail) = send(&router, signed(&reg_id, &b, "PUT", &path(&b), &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{detail}");
+    assert_eq!(detail["addresses"], public);
+    let beat = json!({"addresses": ["/ip4/192.168.1.2/tcp/1", "/ip6/2a01:4f8::1/tcp/1"]});
+    let (status, detail) = send(
+        &router,
+        signed(
+            &reg_id,
+            &b,
+            "POST",
+            &format!("{}/heartbeat", path(&b)),
+            beat.to_string().as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["addresses"], json!(["/ip6/2a01:4f8::1/tcp/1"]));
+}

@@ -38,6 +38,7 @@ pub(super) async fn register(
     let registration: Registration = parse_body(&write.body)?;
     check_name(&registration.name)?;
     check_addresses(&registration.addresses)?;
+    let addresses = app.publishable(registration.addresses);
     let peer_id = target.to_base58();
     let now = now_ms();
     let outcome = app
@@ -46,7 +47,7 @@ pub(super) async fn register(
             &peer_id,
             &registration.name,
             &registration.capabilities,
-            &registration.addresses,
+            &addresses,
             now,
         )
         .await?;
@@ -86,6 +87,7 @@ pub(super) async fn heartbeat(
     if let Some(addresses) = &beat.addresses {
         check_addresses(addresses)?;
     }
+    let addresses = beat.addresses.map(|a| app.publishable(a));
     let peer_id = target.to_base58();
     let now = now_ms();
     // Health before this heartbeat, from the cache: its `last_seen` follows
@@ -97,14 +99,14 @@ pub(super) async fn heartbeat(
     drop(catalog);
     let Some(agent) = app
         .store()
-        .heartbeat(&peer_id, beat.addresses.as_deref(), now)
+        .heartbeat(&peer_id, addresses.as_deref(), now)
         .await?
     else {
         return Err(ApiError::not_found(
             "this agent is not registered; register it first",
         ));
     };
-    if beat.addresses.is_some() {
+    if addresses.is_some() {
         app.catalog_changed().await;
     }
     app.metrics().heartbeats.inc();
@@ -247,7 +249,8 @@ async fn detail_from(app: &App, agent: AgentRow, now: i64) -> Result<AgentDetail
         peer_id: agent.peer_id,
         name: agent.name,
         capabilities: agent.document,
-        addresses: agent.addresses,
+        // Filtered again: rows written before `public_addresses_only` was on.
+        addresses: app.publishable(agent.addresses),
         registered_at_ms: agent.registered_at,
         updated_at_ms: agent.updated_at,
         last_seen_ms: agent.last_seen,

@@ -126,7 +126,7 @@ pub(super) async fn search(
             SearchHit {
                 peer_id: agent.peer_id.clone(),
                 name: agent.name.clone(),
-                addresses: agent.addresses.clone(),
+                addresses: app.publishable(agent.addresses.clone()),
                 health: c.health,
                 reputation: c.reputation,
                 match_score: c.score,

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ecco_core::CapabilityDocument;
+use ecco_registry::address::{Reach, reach};
 use ecco_registry::wire::{MAX_ADDRESS_LEN, MAX_ADDRESSES, Registration};
 use ecco_registry::{Client, ClientError};
 use libp2p::Multiaddr;
-use libp2p::multiaddr::Protocol;
 use tokio::sync::Notify;
 
 use crate::node::Node;
@@ -154,11 +154,11 @@ async fn keep_registered(
 
 /// The addresses to register: at most [`MAX_ADDRESSES`], each within
 /// [`MAX_ADDRESS_LEN`], the most widely reachable first (public, then
-/// private and link-local, then loopback). A node listening on every
+/// LAN, then loopback: [`Reach`]). A node listening on every
 /// interface of a busy host can have more than the registry takes; sending
 /// them all would have every registration refused.
 fn registrable(addrs: &[Multiaddr]) -> Vec<String> {
-    let mut ranked: Vec<(u8, String)> = Vec::with_capacity(addrs.len());
+    let mut ranked: Vec<(Reach, String)> = Vec::with_capacity(addrs.len());
     for addr in addrs {
         let text = addr.to_string();
         if text.len() > MAX_ADDRESS_LEN || ranked.iter().any(|(_, t)| *t == text) {
@@ -170,18 +170,6 @@ fn registrable(addrs: &[Multiaddr]) -> Vec<String> {
     ranked.sort_by_key(|(rank, _)| *rank);
     ranked.truncate(MAX_ADDRESSES);
     ranked.into_iter().map(|(_, text)| text).collect()
-}
-
-/// 0 for an address others anywhere may reach, 1 for one only a LAN may,
-/// 2 for loopback.
-fn reach(addr: &Multiaddr) -> u8 {
-    match addr.iter().next() {
-        Some(Protocol::Ip4(ip)) if ip.is_loopback() => 2,
-        Some(Protocol::Ip4(ip)) if ip.is_private() || ip.is_link_local() => 1,
-        Some(Protocol::Ip6(ip)) if ip.is_loopback() => 2,
-        Some(Protocol::Ip6(ip)) if ip.is_unique_local() || ip.is_unicast_link_local() => 1,
-        _ => 0,
-    }
 }
 
 fn log_failure(what: &str, e: &ClientError) {
@@ -211,13 +199,13 @@ mod tests {
             addrs.push(format!("/ip4/10.0.0.{i}/tcp/4001").parse().unwrap());
         }
         addrs.push("/ip6/::1/tcp/4001".parse().unwrap());
-        addrs.push("/ip4/203.0.113.7/tcp/4001".parse().unwrap());
+        addrs.push("/ip4/203.0.114.7/tcp/4001".parse().unwrap());
         addrs.push("/dns4/agent.example.com/tcp/4001".parse().unwrap());
         for i in 0..6 {
             addrs.push(format!("/ip6/fd00::{i}/udp/4001/quic-v1").parse().unwrap());
         }
         // Twice the same: registered once.
-        addrs.push("/ip4/203.0.113.7/tcp/4001".parse().unwrap());
+        addrs.push("/ip4/203.0.114.7/tcp/4001".parse().unwrap());
         // Longer than the registry takes.
         let long = format!("/dns4/{}.example.com/tcp/1", "a".repeat(MAX_ADDRESS_LEN));
         addrs.push(long.parse().unwrap());
@@ -228,7 +216,7 @@ mod tests {
         assert_eq!(
             chosen[..2],
             [
-                "/ip4/203.0.113.7/tcp/4001",
+                "/ip4/203.0.114.7/tcp/4001",
                 "/dns4/agent.example.com/tcp/4001"
             ]
         );
