@@ -524,3 +524,26 @@ async fn a_connection_full_of_the_peers_requests_fails_with_busy_naming_the_limi
         other => panic!("expected busy, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_peer_with_fewer_streams_is_sent_no_more_than_it_takes() {
+    let mut small = Config::memory();
+    small.limits.max_concurrent_streams = 2;
+    let (a, inbox) = node(small).await;
+    serve_late(inbox, Duration::from_millis(300));
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    // b may send 64 at once, a takes 2 and drops the other streams unread:
+    // those fail, saying why, and b learns to send 2 at a time.
+    let first = burst(&b, peer, 8).await;
+    assert_eq!(first.values().sum::<usize>(), 6, "{first:#?}");
+    assert!(
+        first.keys().all(|e| e.starts_with("busy: ")
+            && e.contains("no free stream")
+            && e.contains("limits.max_concurrent_streams")),
+        "{first:#?}"
+    );
+    // Without the lesson, 6 of these would fail the same way.
+    let second = burst(&b, peer, 8).await;
+    assert!(second.is_empty(), "{second:#?}");
+}

@@ -102,6 +102,14 @@ impl libp2p::request_response::Codec for Codec {
         T: AsyncRead + Unpin + Send,
     {
         let (buf, over) = read_limited(io, self.max_response).await?;
+        // Every reply encodes to at least one byte: nothing at all means the
+        // peer closed or reset the stream instead of answering.
+        if buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream ended without an answer",
+            ));
+        }
         if over {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -367,5 +375,24 @@ mod tests {
         // garbage answer fails the call.
         let mut read = Cursor::new(vec![0xff, 0x00, 0x13]);
         assert!(codec.read_response(&protocol(), &mut read).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn no_answer_at_all_is_an_unexpected_end_not_a_malformed_one() {
+        let mut codec = codec(100, 100);
+        // What a peer that closes or resets the stream without answering
+        // leaves: the node tells it from a garbled answer by its kind.
+        let mut read = Cursor::new(Vec::new());
+        let e = codec
+            .read_response(&protocol(), &mut read)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let mut read = Cursor::new(vec![0xff]);
+        let e = codec
+            .read_response(&protocol(), &mut read)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -116,7 +116,8 @@ pub struct Limits {
     /// Most request streams open at once on one connection, both
     /// directions counted (default 64). This node also sends at most this
     /// many requests to one peer at a time; the rest wait, in order, for one
-    /// to finish.
+    /// to finish. A peer that drops a stream unread (its own limit is
+    /// reached) is sent no more at once than it took, until it disconnects.
     pub max_concurrent_streams: usize,
     /// Most requests waiting for a free stream, over all peers (default
     /// 1024); beyond it [`Node::request`](crate::node::Node::request) fails

@@ -36,6 +36,20 @@ pub(crate) const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// How libp2p's request-response says that a connection already carries
 /// its most streams (its handler's text; there is no typed error for it).
 const STREAMS_FULL: &str = "max sub-streams reached";
+
+fn is_streams_full(error: &std::io::Error) -> bool {
+    error.to_string() == STREAMS_FULL
+}
+
+/// The peer closed or reset the stream without answering: yamux fails a
+/// write to a reset stream with `WriteZero`, and the codec reads an empty
+/// answer as `UnexpectedEof`.
+fn unanswered(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WriteZero | std::io::ErrorKind::UnexpectedEof
+    )
+}
 /// How long a stopping node keeps running to deliver its withdrawal.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
 
@@ -449,6 +463,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer_id, ?cause, "disconnected");
+                self.window.disconnected(&peer_id);
                 self.on_peer_lost(peer_id, peers::closed_on_error(cause.as_ref()));
             }
             SwarmEvent::OutgoingConnectionError {
@@ -495,7 +510,7 @@ impl EventLoop {
                             Reply::Error(e) => Err(e.into()),
                         });
                     }
-                    self.request_finished(peer);
+                    self.request_finished(peer, window::Outcome::Done);
                 }
             },
             request_response::Event::OutboundFailure {
@@ -504,10 +519,20 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                // The peer's handler drops a stream over its limit unread,
+                // and the connection stays up: a closed connection is
+                // reported as `ConnectionClosed`, not as an I/O error.
+                let outcome = match &error {
+                    OutboundFailure::Io(e) if unanswered(e) && self.swarm.is_connected(&peer) => {
+                        window::Outcome::Dropped
+                    }
+                    _ => window::Outcome::Done,
+                };
+                // Finished first, so that the error can say what was learned.
+                self.request_finished(peer, outcome);
                 if let Some(reply) = self.requests.remove(&request_id) {
-                    let _ = reply.send(Err(self.outbound_error(peer, error)));
+                    let _ = reply.send(Err(self.outbound_error(peer, error, outcome)));
                 }
-                self.request_finished(peer);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound request failed");
@@ -516,7 +541,12 @@ impl EventLoop {
         }
     }
 
-    fn outbound_error(&self, peer: PeerId, error: OutboundFailure) -> RequestError {
+    fn outbound_error(
+        &self,
+        peer: PeerId,
+        error: OutboundFailure,
+        outcome: window::Outcome,
+    ) -> RequestError {
         match error {
             OutboundFailure::DialFailure => {
                 RequestError::Unreachable(format!("cannot connect to {peer}"))
@@ -528,13 +558,21 @@ impl EventLoop {
             OutboundFailure::UnsupportedProtocols => RequestError::Refused(format!(
                 "{peer} does not speak this mesh's request protocol"
             )),
-            OutboundFailure::Io(e) if e.to_string() == STREAMS_FULL => RequestError::Busy(format!(
+            OutboundFailure::Io(e) if is_streams_full(&e) => RequestError::Busy(format!(
                 "the connection to {peer} already carries {} request streams, counting its requests to this node (limits.max_concurrent_streams)",
                 self.max_concurrent_streams
             )),
             OutboundFailure::Io(e) if e.to_string().contains(TOO_LARGE) => {
                 RequestError::TooLarge(e.to_string())
             }
+            OutboundFailure::Io(e) if outcome == window::Outcome::Dropped => {
+                RequestError::Busy(format!(
+                    "{peer} had no free stream for the request and closed it unread (its limits.max_concurrent_streams, counting its own requests to this node, is reached); until it disconnects, this node sends it no more at once than it took ({e})"
+                ))
+            }
+            OutboundFailure::Io(e) if unanswered(&e) => RequestError::Unreachable(format!(
+                "the stream to {peer} closed before the answer: {e}"
+            )),
             OutboundFailure::Io(e) => {
                 RequestError::Refused(format!("the stream to {peer} failed: {e}"))
             }
@@ -552,8 +590,8 @@ impl EventLoop {
 
     /// A request to `peer` was answered or failed: its stream goes to the
     /// next request waiting for one.
-    fn request_finished(&mut self, peer: PeerId) {
-        if let Some(next) = self.window.finished(&peer, Queued::wanted) {
+    fn request_finished(&mut self, peer: PeerId, outcome: window::Outcome) {
+        if let Some(next) = self.window.finished(&peer, outcome, Queued::wanted) {
             self.send_request(peer, next);
         }
     }

@@ -7,6 +7,14 @@
 //! keeps at most that many in flight per peer and queues the rest, first in
 //! first out, up to a bound over all peers. Free of I/O: the event loop
 //! sends what it is handed.
+//!
+//! The peer's side of the connection has the same limit, and its handler
+//! drops a stream over it unread: its limit may be lower than ours, and its
+//! own requests to us take streams too. When that happens the window learns
+//! how many the peer took and sends it no more than that until it
+//! disconnects, so that later requests wait instead of failing the same
+//! way. The learned cap never grows back while connected: probing for room
+//! would cost the caller whose request probes a failure.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,7 +32,20 @@ pub(super) struct Window<T> {
 #[derive(Debug)]
 struct Slots<T> {
     in_flight: usize,
+    /// Most in flight to this peer: `per_peer`, or less once learned.
+    cap: usize,
     waiting: VecDeque<T>,
+}
+
+/// How a request in flight ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Answered, or failed for a reason that says nothing about the
+    /// peer's room for streams.
+    Done,
+    /// The peer dropped its stream unread while the connection stayed up:
+    /// it had no room for one more.
+    Dropped,
 }
 
 /// What to do with a request offered to the window.
@@ -52,11 +73,13 @@ impl<T> Window<T> {
 
     /// Offers a request to `peer`.
     pub(super) fn admit(&mut self, peer: PeerId, item: T) -> Admit<T> {
+        let per_peer = self.per_peer;
         let slots = self.peers.entry(peer).or_insert_with(|| Slots {
             in_flight: 0,
+            cap: per_peer,
             waiting: VecDeque::new(),
         });
-        if slots.in_flight < self.per_peer {
+        if slots.in_flight < slots.cap {
             slots.in_flight += 1;
             Admit::Send(item)
         } else if self.waiting < self.max_waiting {
@@ -68,26 +91,55 @@ impl<T> Window<T> {
         }
     }
 
-    /// A request to `peer` finished (answered or failed): its slot goes to
-    /// the oldest waiting request whose caller still `wants` it, returned
-    /// for sending. Those nobody wants any more are dropped on the way.
-    pub(super) fn finished(&mut self, peer: &PeerId, wants: impl Fn(&T) -> bool) -> Option<T> {
+    /// A request to `peer` finished: its slot goes to the oldest waiting
+    /// request whose caller still `wants` it, returned for sending. Those
+    /// nobody wants any more are dropped on the way. After a
+    /// [`Outcome::Dropped`] the peer's cap becomes what it still has in
+    /// flight (at least one), and nothing is sent until it has room.
+    pub(super) fn finished(
+        &mut self,
+        peer: &PeerId,
+        outcome: Outcome,
+        wants: impl Fn(&T) -> bool,
+    ) -> Option<T> {
         let slots = self.peers.get_mut(peer)?;
+        slots.in_flight = slots.in_flight.saturating_sub(1);
+        if outcome == Outcome::Dropped {
+            slots.cap = slots.cap.min(slots.in_flight).max(1);
+        }
         let mut next = None;
-        while let Some(item) = slots.waiting.pop_front() {
+        while slots.in_flight < slots.cap
+            && let Some(item) = slots.waiting.pop_front()
+        {
             self.waiting -= 1;
             if wants(&item) {
+                slots.in_flight += 1;
                 next = Some(item);
                 break;
             }
         }
-        if next.is_none() {
-            slots.in_flight = slots.in_flight.saturating_sub(1);
-            if slots.in_flight == 0 {
+        if slots.in_flight == 0 && slots.waiting.is_empty() && slots.cap == self.per_peer {
+            self.peers.remove(peer);
+        }
+        next
+    }
+
+    /// `peer` has no connection left: a new one starts with the full cap.
+    pub(super) fn disconnected(&mut self, peer: &PeerId) {
+        if let Some(slots) = self.peers.get_mut(peer) {
+            slots.cap = self.per_peer;
+            if slots.in_flight == 0 && slots.waiting.is_empty() {
                 self.peers.remove(peer);
             }
         }
-        next
+    }
+
+    /// Most requests in flight to `peer` at once, as learned.
+    #[cfg(test)]
+    fn cap(&self, peer: &PeerId) -> usize {
+        self.peers
+            .get(peer)
+            .map_or(self.per_peer, |slots| slots.cap)
     }
 
     /// Drops the waiting requests that nobody `wants` any more, so that
@@ -137,10 +189,10 @@ mod tests {
         assert_eq!(w.admit(peer, 2), Admit::Send(2));
         assert_eq!(w.admit(peer, 3), Admit::Wait);
         assert_eq!(w.admit(peer, 4), Admit::Wait);
-        assert_eq!(w.finished(&peer, always), Some(3));
-        assert_eq!(w.finished(&peer, always), Some(4));
-        assert_eq!(w.finished(&peer, always), None);
-        assert_eq!(w.finished(&peer, always), None);
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(3));
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(4));
+        assert_eq!(w.finished(&peer, Outcome::Done, always), None);
+        assert_eq!(w.finished(&peer, Outcome::Done, always), None);
         assert!(w.peers.is_empty(), "an idle peer leaves nothing behind");
     }
 
@@ -151,8 +203,12 @@ mod tests {
         assert_eq!(w.admit(a, 1), Admit::Send(1));
         assert_eq!(w.admit(a, 2), Admit::Wait);
         assert_eq!(w.admit(b, 3), Admit::Send(3), "b has its own slot");
-        assert_eq!(w.finished(&b, always), None, "nothing waits for b");
-        assert_eq!(w.finished(&a, always), Some(2));
+        assert_eq!(
+            w.finished(&b, Outcome::Done, always),
+            None,
+            "nothing waits for b"
+        );
+        assert_eq!(w.finished(&a, Outcome::Done, always), Some(2));
     }
 
     #[test]
@@ -164,7 +220,7 @@ mod tests {
         assert_eq!(w.admit(a, 3), Admit::Wait);
         assert_eq!(w.admit(b, 4), Admit::Wait);
         assert_eq!(w.admit(a, 5), Admit::Full(5));
-        assert_eq!(w.finished(&a, always), Some(3));
+        assert_eq!(w.finished(&a, Outcome::Done, always), Some(3));
         assert_eq!(w.admit(a, 6), Admit::Wait, "room again once one left");
     }
 
@@ -178,11 +234,69 @@ mod tests {
         }
         w.retain(|i| *i != 2);
         assert_eq!(w.waiting(), 4);
-        assert_eq!(w.finished(&peer, |i| *i != 3), Some(4), "3 was given up");
+        assert_eq!(
+            w.finished(&peer, Outcome::Done, |i| *i != 3),
+            Some(4),
+            "3 was given up"
+        );
         assert_eq!(w.waiting(), 2);
-        assert_eq!(w.finished(&peer, |_| false), None, "nobody wants 5 or 6");
+        assert_eq!(
+            w.finished(&peer, Outcome::Done, |_| false),
+            None,
+            "nobody wants 5 or 6"
+        );
         assert_eq!(w.waiting(), 0);
         assert!(w.peers.is_empty());
+    }
+
+    #[test]
+    fn a_dropped_stream_caps_the_peer_at_what_it_took() {
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let mut w = Window::new(4, 10);
+        for i in 1..=4 {
+            assert_eq!(w.admit(peer, i), Admit::Send(i));
+        }
+        assert_eq!(w.admit(peer, 5), Admit::Wait);
+        // The peer took two and dropped the other two.
+        assert_eq!(w.finished(&peer, Outcome::Dropped, always), None);
+        assert_eq!(w.finished(&peer, Outcome::Dropped, always), None);
+        assert_eq!(w.cap(&peer), 2);
+        assert_eq!(w.admit(peer, 6), Admit::Wait, "two in flight already");
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(5));
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(6));
+        assert_eq!(w.cap(&peer), 2, "answers do not raise the cap");
+        assert_eq!(w.cap(&other), 4, "other peers keep the full cap");
+        assert_eq!(w.finished(&peer, Outcome::Done, always), None);
+        assert_eq!(w.finished(&peer, Outcome::Done, always), None);
+        assert_eq!(w.cap(&peer), 2, "an idle peer keeps what was learned");
+        w.disconnected(&peer);
+        assert_eq!(w.cap(&peer), 4, "a new connection starts afresh");
+        assert!(w.peers.is_empty(), "a gone idle peer leaves nothing behind");
+    }
+
+    #[test]
+    fn a_peer_that_takes_nothing_still_gets_one_at_a_time() {
+        let peer = PeerId::random();
+        let mut w = Window::new(3, 10);
+        assert_eq!(w.admit(peer, 1), Admit::Send(1));
+        assert_eq!(w.finished(&peer, Outcome::Dropped, always), None);
+        assert_eq!(w.cap(&peer), 1, "never zero, or nothing would be sent");
+        assert_eq!(w.admit(peer, 2), Admit::Send(2));
+        assert_eq!(w.admit(peer, 3), Admit::Wait);
+    }
+
+    #[test]
+    fn a_disconnect_keeps_what_is_in_flight_and_waiting() {
+        let peer = PeerId::random();
+        let mut w = Window::new(2, 10);
+        assert_eq!(w.admit(peer, 1), Admit::Send(1));
+        assert_eq!(w.admit(peer, 2), Admit::Send(2));
+        assert_eq!(w.finished(&peer, Outcome::Dropped, always), None);
+        assert_eq!(w.admit(peer, 3), Admit::Wait);
+        w.disconnected(&peer);
+        assert_eq!(w.waiting(), 1, "the waiting request is still owed a send");
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(3));
+        assert_eq!(w.admit(peer, 4), Admit::Send(4), "the full cap is back");
     }
 
     #[test]
