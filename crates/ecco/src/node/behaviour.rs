@@ -121,7 +121,11 @@ impl Behaviour {
             memory: memory_connection_limits::Behaviour::with_max_percentage(l.max_memory_fraction),
             identify: identify::Behaviour::new(
                 identify::Config::new(protocols.identify.clone(), key.public())
-                    .with_agent_version(format!("ecco/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("ecco/{}", env!("CARGO_PKG_VERSION")))
+                    // Only the external addresses, which leave loopback out
+                    // when there are others (`event_loop::advertise`): by
+                    // default identify sends every listen address.
+                    .with_hide_listen_addrs(true),
             ),
             ping: ping::Behaviour::default(),
             messaging,

@@ -301,6 +301,9 @@ impl EventLoop {
     }
 
     /// Tells the DHT where a peer listens, if it speaks this mesh's DHT.
+    /// Its loopback addresses are left out when it has others (as Ecco
+    /// advertises its own): the DHT hands addresses on, and a loopback one
+    /// would send a third party to its own host.
     pub(super) fn dht_add_addresses(
         &mut self,
         peer: PeerId,
@@ -314,10 +317,18 @@ impl EventLoop {
         if !protocols.contains(&kad_protocol) {
             return;
         }
-        for addr in addrs {
+        for addr in routable(addrs) {
             kad.add_address(&peer, addr.clone());
         }
     }
+}
+
+/// `addrs` without the loopback ones, unless there are only loopback ones.
+fn routable(addrs: &[Multiaddr]) -> impl Iterator<Item = &Multiaddr> {
+    let only_loopback = addrs.iter().all(super::is_loopback);
+    addrs
+        .iter()
+        .filter(move |a| only_loopback || !super::is_loopback(a))
 }
 
 /// Stores another peer's provider `record` if its quota allows, after
@@ -350,6 +361,24 @@ fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_addresses_reach_the_dht_only_when_there_is_nothing_else() {
+        let addr = |s: &str| s.parse::<Multiaddr>().unwrap();
+        let lan = addr("/ip4/10.0.0.5/tcp/4001");
+        let loopback = addr("/ip4/127.0.0.1/tcp/4001");
+        let loopback6 = addr("/ip6/::1/tcp/4001");
+        let mixed = [loopback.clone(), lan.clone(), loopback6.clone()];
+        assert_eq!(routable(&mixed).collect::<Vec<_>>(), vec![&lan]);
+        let only = [loopback.clone(), loopback6.clone()];
+        assert_eq!(
+            routable(&only).collect::<Vec<_>>(),
+            vec![&loopback, &loopback6]
+        );
+        let memory = [addr("/memory/7")];
+        assert_eq!(routable(&memory).count(), 1, "not loopback: kept");
+        assert_eq!(routable(&[]).count(), 0);
+    }
     use crate::Identity;
 
     fn record(key: &[u8], provider: PeerId) -> kad::ProviderRecord {
