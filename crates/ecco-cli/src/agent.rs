@@ -218,9 +218,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         }
         println!("Ctrl-C to stop.");
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    crate::signal::stop_requested().await?;
     agent.shutdown().await;
     Ok(())
 }

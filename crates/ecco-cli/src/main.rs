@@ -12,6 +12,7 @@ mod id;
 mod mesh;
 mod output;
 mod registry;
+mod signal;
 
 use std::process::ExitCode;
 

@@ -150,19 +150,9 @@ async fn serve(args: ServeArgs, json_out: bool) -> anyhow::Result<()> {
         }
         println!("  API /v1, OpenAPI /openapi.json, metrics /metrics. Ctrl-C to stop.");
     }
-    wait_for_signal().await?;
+    crate::signal::stop_requested().await?;
     running.shutdown().await;
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
-        _ = term.recv() => Ok(()),
-    }
 }
 
 /// A URL without its password.

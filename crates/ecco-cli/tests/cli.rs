@@ -480,3 +480,72 @@ fn the_http_handler_posts_the_request() {
     assert_eq!(posted["capability"], "web/hook");
     assert_eq!(posted["payload"], serde_json::json!({"n": 1}));
 }
+
+/// Whether process `pid` still runs (a zombie waiting for its reaper does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+#[test]
+fn sigterm_stops_an_agent_cleanly_and_its_handler_with_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let work = tempfile::tempdir().unwrap();
+    let pid_file = work.path().join("handler.pid");
+    // The handler records its pid, then runs long: a model still generating.
+    let handler = format!("exec:echo $$ > {}; exec sleep 60", pid_file.display());
+    let mut provider = agent("slow/job long@1.0.0", &handler, None);
+    let mut ask = Command::new(ECCO)
+        .args([
+            "--json", "ask", "slow/job", "--input", "1", "--select", "top-n:1",
+        ])
+        .args([
+            "--timeout",
+            "50s",
+            "--no-mdns",
+            "--bootstrap",
+            &provider.addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let handler_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the handler never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(alive(handler_pid));
+    let agent_pid = Pid::from_raw(i32::try_from(provider.child.id()).unwrap());
+    kill(agent_pid, Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = provider.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGTERM did not stop the agent"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // SIGTERM's default action would end it with no cleanup (status 143
+    // from a shell), leaving the handler's process group running.
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(handler_pid), "the handler outlived its agent");
+    let _ = ask.kill();
+    let _ = ask.wait();
+}

@@ -574,3 +574,53 @@ mod negotiation {
         );
     }
 }
+
+/// Sets its flag when dropped: shows that a handler's future was cancelled.
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn shutdown_cancels_the_handler_calls_still_running() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (started_tx, mut started) = tokio::sync::mpsc::channel(1);
+    let flag = dropped.clone();
+    let provider = Agent::builder()
+        .config(Config::memory())
+        .capability("test/hang h@1.0.0".parse().unwrap())
+        .handler("test/hang", move |_call: Call| {
+            let (flag, started_tx) = (DropFlag(flag.clone()), started_tx.clone());
+            async move {
+                let _flag = flag;
+                let _ = started_tx.send(()).await;
+                // Stands for a handler process that runs long.
+                std::future::pending::<Result<Answer, HandlerError>>().await
+            }
+        })
+        .spawn()
+        .await
+        .unwrap();
+    let client = client(&provider).await;
+    let peer = provider.peer_id();
+    let node = client.node().clone();
+    tokio::spawn(async move {
+        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(1));
+        node.request(peer, request).await
+    });
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+    assert!(!dropped.load(Ordering::SeqCst));
+    provider.shutdown().await;
+    // Detached calls would have run on with the runtime: a CLI agent
+    // exiting would leave its handler processes behind.
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the call is cancelled by the time shutdown returns"
+    );
+}

@@ -133,6 +133,42 @@ async fn a_node_listens_on_more_addresses_while_it_runs() {
 }
 
 #[tokio::test]
+async fn a_taken_tcp_port_is_refused_not_shared() {
+    let (a, inbox) = node(Config::loopback()).await;
+    serve(inbox);
+    let taken = address(&a).await;
+    // libp2p's listeners set SO_REUSEPORT: without the check a second node
+    // binds the same port and takes some of a's incoming connections.
+    let mut config = Config::loopback();
+    config.listen = vec![taken.clone()];
+    let refused = Node::spawn(&Identity::generate(), config).await;
+    match refused {
+        Err(NodeError::Listen { addr, reason }) => {
+            assert_eq!(addr, taken.to_string());
+            assert!(reason.contains("already in use"), "{reason}");
+        }
+        other => panic!("expected a listen error, got {:?}", other.map(|_| ())),
+    }
+    let (b, _) = node(Config::loopback()).await;
+    let e = b.listen_on(taken.clone()).await.unwrap_err();
+    assert!(
+        matches!(&e, NodeError::Listen { reason, .. } if reason.contains("already in use")),
+        "{e}"
+    );
+    // A free fixed port is still taken up.
+    let free = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let wanted: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{free}").parse().unwrap();
+    assert_eq!(b.listen_on(wanted.clone()).await.unwrap(), wanted);
+    let peer = b.peer_id();
+    let (c, _) = node(Config::loopback()).await;
+    assert_eq!(c.dial(wanted).await.unwrap(), peer);
+    assert_eq!(c.dial(taken).await.unwrap(), a.peer_id());
+}
+
+#[tokio::test]
 async fn oversized_requests_are_refused_and_the_node_keeps_serving() {
     let mut small = Config::memory();
     small.limits.max_request_bytes = 1024;

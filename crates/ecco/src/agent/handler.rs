@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use libp2p::PeerId;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use ecco_core::Capability;
 use ecco_identity::Identity;
@@ -126,7 +127,9 @@ impl Handlers {
 
 /// Serves the inbox until the node stops: each request runs in its own task,
 /// at most `concurrency` at once (beyond that the inbox fills and the node
-/// answers "busy"). Negotiation steps go to the negotiators.
+/// answers "busy"). Negotiation steps go to the negotiators. When the node
+/// stops, the calls still running are cancelled (their futures dropped, so
+/// that a handler's process is killed) before this returns.
 pub(crate) async fn serve(
     mut inbox: Inbox,
     handlers: Handlers,
@@ -137,7 +140,17 @@ pub(crate) async fn serve(
 ) {
     let receipts = receipts.map(Arc::new);
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    while let Some(inbound) = inbox.recv().await {
+    // Owned here rather than detached, so that they end with the agent.
+    let mut calls = JoinSet::new();
+    loop {
+        let inbound = tokio::select! {
+            inbound = inbox.recv() => match inbound {
+                Some(inbound) => inbound,
+                None => break,
+            },
+            // Reaps finished calls, so that the set holds only running ones.
+            Some(_) = calls.join_next() => continue,
+        };
         let kind = inbound.request.capability.as_str().to_owned();
         if inbound.request.negotiation.is_some() {
             let capability = super::lock(&capabilities)
@@ -146,7 +159,7 @@ pub(crate) async fn serve(
                 .cloned();
             let negotiator = handlers.negotiators.get(&kind).cloned();
             let (peer, request, reply) = inbound.into_parts();
-            tokio::spawn(async move {
+            calls.spawn(async move {
                 let decision = negotiate(negotiator, peer, capability, request).await;
                 match serde_json::to_value(decision) {
                     Ok(value) => reply.respond(Answer::new(value)),
@@ -162,12 +175,19 @@ pub(crate) async fn serve(
             );
             continue;
         };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+        // Waits for a slot while still reaping, or no slot would free up.
+        let slot = loop {
+            tokio::select! {
+                slot = slots.clone().acquire_owned() => break slot,
+                Some(_) = calls.join_next() => {}
+            }
+        };
+        let Ok(slot) = slot else {
+            break;
         };
         let (peer, request, reply) = inbound.into_parts();
         let receipts = receipts.clone();
-        tokio::spawn(async move {
+        calls.spawn(async move {
             match handler.call(Call { peer, request }).await {
                 Ok(mut answer) => {
                     if let Some(identity) = &receipts {
@@ -180,11 +200,21 @@ pub(crate) async fn serve(
                     }
                     reply.respond(answer)
                 }
-                Err(e) => reply.reject(e.kind, e.message),
+                Err(e) => {
+                    // The requester gets the message; the operator sees a
+                    // failure too (a refusal is the handler's own choice).
+                    if e.kind == RemoteErrorKind::HandlerFailed {
+                        tracing::warn!(%peer, capability = %kind, error = %e.message, "handler failed");
+                    } else {
+                        tracing::debug!(%peer, capability = %kind, error = %e.message, "handler refused");
+                    }
+                    reply.reject(e.kind, e.message)
+                }
             }
             drop(slot);
         });
     }
+    calls.shutdown().await;
 }
 
 async fn negotiate(

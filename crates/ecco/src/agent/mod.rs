@@ -56,6 +56,9 @@ use crate::{Identity, PeerId, agent_id};
 use handler::Handlers;
 use memory::Memory;
 
+/// How long `shutdown` waits for cancelled handler calls to end.
+const SERVING_STOP: Duration = Duration::from_secs(5);
+
 /// Why an agent could not start or act.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -266,7 +269,7 @@ impl Builder {
             node.set_capabilities(self.capabilities.clone()).await?;
         }
         let capabilities = Arc::new(Mutex::new(self.capabilities));
-        tokio::spawn(handler::serve(
+        let serving = tokio::spawn(handler::serve(
             inbox,
             self.handlers,
             capabilities.clone(),
@@ -296,6 +299,7 @@ impl Builder {
                 matcher: Matcher::default(),
                 registry,
                 dht,
+                serving: Mutex::new(Some(serving)),
             }),
         })
     }
@@ -317,6 +321,8 @@ struct Inner {
     matcher: Matcher,
     registry: Option<registry::Link>,
     dht: bool,
+    /// The task serving requests; it ends once the node stops.
+    serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Locks a mutex that no code path can poison in a harmful way: every
@@ -598,7 +604,8 @@ impl Agent {
         });
     }
 
-    /// Withdraws the capabilities, closes the connections and stops.
+    /// Withdraws the capabilities, closes the connections and stops; the
+    /// handler calls still running are cancelled (dropped) before it returns.
     pub async fn shutdown(self) {
         if let Err(e) = lock(&self.inner.memory).save() {
             tracing::warn!(error = %e, "performance memory not saved");
@@ -607,5 +614,14 @@ impl Agent {
             link.stop().await;
         }
         self.inner.node.clone().shutdown().await;
+        // The stopped node closes the inbox; the serving task then cancels
+        // the calls still running, which kills handler processes, so that
+        // none outlives the agent.
+        let serving = lock(&self.inner.serving).take();
+        if let Some(serving) = serving
+            && tokio::time::timeout(SERVING_STOP, serving).await.is_err()
+        {
+            tracing::warn!("handlers still running {SERVING_STOP:?} after shutdown");
+        }
     }
 }

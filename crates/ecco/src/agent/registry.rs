@@ -80,6 +80,7 @@ async fn keep_registered(
     changed: Arc<Notify>,
 ) {
     let mut backoff = FIRST_BACKOFF;
+    let mut failures = Failures::default();
     loop {
         let offered = super::lock(&capabilities).clone();
         let capabilities = match CapabilityDocument::new(offered) {
@@ -104,10 +105,11 @@ async fn keep_registered(
         match client.register(&registration).await {
             Ok(_) => {
                 tracing::debug!(registry = client.url(), "registered");
+                failures.succeeded(client.url());
                 backoff = FIRST_BACKOFF;
             }
             Err(e) => {
-                log_failure("registration", &e);
+                failures.failed("registration", &e);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = changed.notified() => {}
@@ -136,6 +138,7 @@ async fn keep_registered(
                         tracing::info!("the registry has the new listen addresses");
                         registered = now;
                     }
+                    failures.succeeded(client.url());
                     backoff = FIRST_BACKOFF;
                 }
                 Err(ClientError::Api { status: 404, .. }) => {
@@ -143,7 +146,7 @@ async fn keep_registered(
                     break;
                 }
                 Err(e) => {
-                    log_failure("heartbeat", &e);
+                    failures.failed("heartbeat", &e);
                     tokio::time::sleep(backoff.min(heartbeat)).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -172,11 +175,38 @@ fn registrable(addrs: &[Multiaddr]) -> Vec<String> {
     ranked.into_iter().map(|(_, text)| text).collect()
 }
 
-fn log_failure(what: &str, e: &ClientError) {
-    if e.is_transient() {
-        tracing::info!(error = %e, "registry {what} failed; retrying with backoff");
-    } else {
-        tracing::warn!(error = %e, "registry refused the {what}; retrying later");
+/// How loud registry failures are. The first of a run is a warning, so
+/// that an operator sees a registry that is down or misconfigured (by
+/// default only warnings are shown); the retries that follow are quiet, and
+/// the recovery is a warning again, to close the story. A refusal (the
+/// registry answered no) is always a warning.
+#[derive(Debug, Default)]
+struct Failures {
+    in_a_row: u32,
+}
+
+impl Failures {
+    /// Logs a failure; whether it was loud.
+    fn failed(&mut self, what: &str, e: &ClientError) -> bool {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let loud = !e.is_transient() || self.in_a_row == 1;
+        if !e.is_transient() {
+            tracing::warn!(error = %e, "registry refused the {what}; retrying later");
+        } else if loud {
+            tracing::warn!(error = %e, "registry {what} failed; retrying with backoff (retries are logged at info level)");
+        } else {
+            tracing::info!(error = %e, attempt = self.in_a_row, "registry {what} failed again");
+        }
+        loud
+    }
+
+    /// Logs a success; whether it ended a run of failures.
+    fn succeeded(&mut self, registry: &str) -> bool {
+        let ended = std::mem::take(&mut self.in_a_row);
+        if ended > 0 {
+            tracing::warn!(registry, failures = ended, "registry reached again");
+        }
+        ended > 0
     }
 }
 
@@ -190,6 +220,28 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_failure_of_a_run_is_loud_and_the_retries_are_quiet() {
+        let down = ClientError::Unreachable("connection refused".into());
+        let refused = ClientError::Api {
+            status: 401,
+            code: "bad_signature".into(),
+            message: "bad signature".into(),
+        };
+        let mut f = Failures::default();
+        assert!(!f.succeeded("http://r"), "nothing to recover from");
+        assert!(f.failed("registration", &down));
+        assert!(!f.failed("registration", &down));
+        assert!(!f.failed("registration", &down));
+        assert!(
+            f.failed("registration", &refused),
+            "a refusal is always loud"
+        );
+        assert!(f.succeeded("http://r"));
+        assert!(!f.succeeded("http://r"));
+        assert!(f.failed("heartbeat", &down), "a new run starts loud");
+    }
 
     #[test]
     fn at_most_the_registrys_limit_is_registered_most_reachable_first() {

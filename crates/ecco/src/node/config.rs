@@ -111,7 +111,9 @@ pub struct Limits {
     pub max_directory_bytes: usize,
     /// How long an announcement of this node's capabilities stays valid (default 5 min).
     pub announcement_ttl: Duration,
-    /// How often the node re-announces unchanged capabilities (default: a third of the TTL).
+    /// How often the node re-announces unchanged capabilities (default 100 s,
+    /// a third of the default TTL). It does not follow `announcement_ttl`:
+    /// keep it below that, or peers drop the node between announcements.
     pub reannounce_every: Duration,
     /// Most request streams open at once on one connection, both
     /// directions counted (default 64). This node also sends at most this

@@ -94,6 +94,41 @@ pub(crate) fn build(
     Ok(swarm)
 }
 
+/// Fails if another socket already listens on `addr`'s TCP port.
+///
+/// libp2p's TCP transport sets `SO_REUSEPORT` on its listeners (so that
+/// dials can leave from the listening port), and Linux lets every process
+/// of the same user that does so bind the same port and then splits the
+/// incoming connections between them: a second agent started on a taken
+/// port would silently get some of the first one's peers. A plain bind,
+/// without that option, fails on a port anyone listens on. Port 0 and
+/// non-TCP addresses pass.
+pub(crate) fn check_port_free(addr: &Multiaddr) -> Result<(), NodeError> {
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let port = match parts.next() {
+        Some(Protocol::Tcp(port)) if port != 0 => port,
+        _ => return Ok(()),
+    };
+    // Dropped at once: libp2p binds the port right after.
+    std::net::TcpListener::bind((ip, port))
+        .map(drop)
+        .map_err(|e| NodeError::Listen {
+            addr: addr.to_string(),
+            reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "TCP port {port} is already in use (another agent or program listens on it)"
+                )
+            } else {
+                e.to_string()
+            },
+        })
+}
+
 /// Rejects configurations that cannot work, with a message saying why.
 pub(crate) fn check(config: &Config) -> Result<(), NodeError> {
     let mesh = &config.mesh;

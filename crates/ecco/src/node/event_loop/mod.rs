@@ -162,6 +162,7 @@ impl EventLoop {
         let protocols = Protocols::new(&config.mesh).map_err(NodeError::Config)?;
         let mut swarm = swarm::build(identity, config, &protocols)?;
         for addr in &config.listen {
+            swarm::check_port_free(addr)?;
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NodeError::Listen {
@@ -312,17 +313,23 @@ impl EventLoop {
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
-            Command::ListenOn { addr, reply } => match self.swarm.listen_on(addr.clone()) {
-                Ok(id) => {
-                    self.listeners.insert(id, (addr, reply));
+            Command::ListenOn { addr, reply } => {
+                match swarm::check_port_free(&addr).and_then(|()| {
+                    self.swarm
+                        .listen_on(addr.clone())
+                        .map_err(|e| NodeError::Listen {
+                            addr: addr.to_string(),
+                            reason: e.to_string(),
+                        })
+                }) {
+                    Ok(id) => {
+                        self.listeners.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(NodeError::Listen {
-                        addr: addr.to_string(),
-                        reason: e.to_string(),
-                    }));
-                }
-            },
+            }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
