@@ -331,14 +331,19 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         }
     }
 
-    let reputation = match &registry {
+    let (reputation, rated) = match &registry {
         Some((_, reader)) => {
-            rate(&client, &receipts, &names).await;
+            let rated = rate(&client, &receipts, &names).await;
             let table = reputations(reader, &names).await?;
             if !json_out {
+                let refused = receipts.len() - rated;
+                let refused = if refused > 0 {
+                    format!(" ({refused} refused)")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "\nRegistry: the client rated {} answers with the agents' signed receipts.",
-                    receipts.len()
+                    "\nRegistry: the client rated {rated} answers{refused} with the agents' signed receipts."
                 );
                 println!("{:<11} {:<7} {:<8} ratings", "agent", "health", "score");
                 for (name, health, score, ratings) in &table {
@@ -348,9 +353,9 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
                     "(one client without a reputation of its own moves a score by at most 2 points)"
                 );
             }
-            Some(table)
+            (Some(table), Some(rated))
         }
-        None => None,
+        None => (None, None),
     };
 
     if json_out {
@@ -365,6 +370,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "registry": url,
             "dashboard": url.as_ref().map(|u| format!("{u}/")),
             "reputation": reputation,
+            "rated": rated,
         }))?;
     } else {
         println!("\nNotes: a vote decides as soon as no other answer can win, so top-n:3");
@@ -413,6 +419,10 @@ async fn start_registry(
         stale_after: Duration::from_secs(6),
         offline_after: Duration::from_secs(20),
         heartbeat_interval: Duration::from_secs(2),
+        // Recompute reputation on every read after new feedback: by default
+        // a snapshot may lag 200 ms behind, and the demo reads the table
+        // right after rating, which showed 0 or 1 ratings instead of all.
+        reputation_refresh: Duration::ZERO,
         ..ecco_registry::Config::default()
     };
     let running = ecco_registry::serve(config)
@@ -423,11 +433,13 @@ async fn start_registry(
 }
 
 /// The client reports every answer it got, rated by how right it was.
+/// Returns how many reports the registry accepted.
 async fn rate(
     client: &Agent,
     receipts: &[(ecco::registry::Receipt, u32)],
     names: &HashMap<PeerId, &'static str>,
-) {
+) -> usize {
+    let mut accepted = 0;
     for (receipt, latency_ms) in receipts {
         let persona = receipt
             .agent
@@ -435,13 +447,15 @@ async fn rate(
             .ok()
             .and_then(|p| names.get(&p).copied())
             .unwrap_or("?");
-        if let Err(e) = client
+        match client
             .feedback(receipt, true, *latency_ms, Some(stars(persona)))
             .await
         {
-            tracing::warn!(error = %e, "feedback refused");
+            Ok(_) => accepted += 1,
+            Err(e) => tracing::warn!(error = %e, "feedback refused"),
         }
     }
+    accepted
 }
 
 /// Each agent's health, reputation and ratings, as the registry sees them.
