@@ -284,6 +284,8 @@ fn answer(bytes: &[u8]) -> Result<Answer, HandlerError> {
 }
 
 /// POSTs the request JSON to a URL; the response body (JSON) is the answer.
+/// Failures reach the requester without the URL: it is the operator's
+/// internal address (the operator's log has the failure too).
 struct Http {
     url: Arc<str>,
     timeout: Duration,
@@ -303,16 +305,18 @@ impl Handler for Http {
                 let response = client
                     .request(request)
                     .await
-                    .map_err(|e| HandlerError::failed(format!("POST {url}: {e}")))?;
+                    .map_err(|e| HandlerError::failed(format!("the HTTP handler failed: {e}")))?;
                 let status = response.status();
                 let bytes = Limited::new(response.into_body(), MAX_ANSWER)
                     .collect()
                     .await
-                    .map_err(|e| HandlerError::failed(format!("reading {url}: {e}")))?
+                    .map_err(|e| {
+                        HandlerError::failed(format!("reading the HTTP handler's answer: {e}"))
+                    })?
                     .to_bytes();
                 if !status.is_success() {
                     return Err(HandlerError::failed(format!(
-                        "POST {url} answered {status}: {}",
+                        "the HTTP handler answered {status}: {}",
                         String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
                     )));
                 }
@@ -322,7 +326,7 @@ impl Handler for Http {
                 .await
                 .unwrap_or_else(|_| {
                     Err(HandlerError::failed(format!(
-                        "POST {url} did not answer within {timeout:?}"
+                        "the HTTP handler did not answer within {timeout:?}"
                     )))
                 })
         })
@@ -438,5 +442,37 @@ mod tests {
         for bad in ["exec:", "http:ftp://x", "shout"] {
             assert!(bad.parse::<Spec>().is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_http_handler_failure_does_not_tell_the_requester_its_url() {
+        use tokio::io::AsyncWriteExt as _;
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut conn, _) = server.accept().await.unwrap();
+            let mut head = vec![0u8; 64 * 1024];
+            let _ = conn.read(&mut head).await;
+            let body = "database down";
+            let reply = format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes()).await;
+        });
+        let url = format!("http://127.0.0.1:{port}/internal/llm");
+        let handler = build(&Spec::Http(url), GENEROUS);
+        let call = Call {
+            peer: ecco::PeerId::random(),
+            request: ecco::node::Request::new("x/y".parse().unwrap(), json!(1)),
+        };
+        let e = handler.call(call).await.unwrap_err();
+        assert!(e.message.contains("answered 500"), "{}", e.message);
+        assert!(e.message.contains("database down"), "{}", e.message);
+        assert!(
+            !e.message.contains("internal/llm") && !e.message.contains(&port.to_string()),
+            "the URL leaks: {}",
+            e.message
+        );
     }
 }
