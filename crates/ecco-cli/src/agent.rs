@@ -118,6 +118,9 @@ fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
             .or(file.handler_timeout.as_deref())
             .unwrap_or(DEFAULT_HANDLER_TIMEOUT),
     )?;
+    if timeout.is_zero() {
+        bail!("--handler-timeout must be above zero: every request would fail at once");
+    }
     crate::mesh::allow_calls_of(&mut config, timeout);
     Ok((config, timeout))
 }
@@ -269,6 +272,21 @@ mod tests {
 
         let (_, timeout) = settled(&[], "");
         assert_eq!(timeout, Duration::from_secs(30), "the default");
+    }
+
+    #[test]
+    fn a_zero_handler_timeout_is_refused() {
+        let args = Cli::try_parse_from(["agent", "--handler-timeout", "0s"])
+            .unwrap()
+            .args;
+        let e = settings(&args, &File::default()).unwrap_err();
+        assert!(e.to_string().contains("above zero"), "{e}");
+        let e = settings(
+            &Cli::try_parse_from(["agent"]).unwrap().args,
+            &toml::from_str("handler_timeout = \"0ms\"").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("above zero"), "{e}");
     }
 
     #[test]
