@@ -1,6 +1,7 @@
 //! Flags shared by the commands that join a mesh.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,10 +18,10 @@ pub(crate) struct MeshArgs {
     #[arg(long)]
     pub(crate) mesh: Option<String>,
     /// An address to listen on, such as /ip4/0.0.0.0/tcp/4001 (repeatable).
-    #[arg(long = "listen")]
+    #[arg(long = "listen", value_name = "MULTIADDR", value_parser = multiaddr)]
     pub(crate) listen: Vec<String>,
     /// A peer to join through, /ip4/…/tcp/…/p2p/ID (repeatable).
-    #[arg(long = "bootstrap")]
+    #[arg(long = "bootstrap", value_name = "MULTIADDR", value_parser = multiaddr)]
     pub(crate) bootstrap: Vec<String>,
     /// The private mesh's swarm key file (from `ecco swarm-key generate`).
     #[arg(long)]
@@ -28,6 +29,22 @@ pub(crate) struct MeshArgs {
     /// Turns mDNS (LAN discovery by multicast) off.
     #[arg(long)]
     pub(crate) no_mdns: bool,
+}
+
+/// Checks a `--listen` or `--bootstrap` flag: one multiaddr.
+fn multiaddr(text: &str) -> Result<String, String> {
+    match text.parse::<Multiaddr>() {
+        Ok(_) => Ok(text.to_owned()),
+        Err(e) => Err(format!(
+            "not a multiaddr (such as /ip4/127.0.0.1/tcp/4001): {e}"
+        )),
+    }
+}
+
+/// Checks a duration flag: a number with a unit, such as 500ms, 30s or 2m.
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("not a duration such as 500ms, 30s or 2m: {e}"))
 }
 
 pub(crate) fn parse_addr(text: &str, what: &str) -> anyhow::Result<Multiaddr> {
@@ -59,7 +76,7 @@ impl MeshArgs {
                 .with_context(|| format!("cannot read swarm key {}", path.display()))?;
             let key: SwarmKey = text
                 .parse()
-                .map_err(|e| anyhow::anyhow!("swarm key {}: {e}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!("swarm key {}: {}", path.display(), key_error(&e)))?;
             base.swarm_key = Some(key);
             // pnet does not cover QUIC: listen on TCP only unless told otherwise.
             if self.listen.is_empty() {
@@ -70,6 +87,25 @@ impl MeshArgs {
             base.discovery.mdns = false;
         }
         Ok(base)
+    }
+}
+
+/// Why a swarm key file was refused, in words (the parser's own error
+/// only displays as its variant's name, such as `InvalidKeyFile`).
+fn key_error(e: &<SwarmKey as FromStr>::Err) -> String {
+    type KeyError = <SwarmKey as FromStr>::Err;
+    let expected = "a swarm key file is three lines: /key/swarm/psk/1.0.0/, /base16/ and \
+                    64 hex digits (make one with `ecco swarm-key generate`)";
+    match e {
+        KeyError::InvalidKeyFile => format!("not a swarm key file; {expected}"),
+        KeyError::InvalidKeyType => {
+            "unsupported key type: the first line must be /key/swarm/psk/1.0.0/".to_owned()
+        }
+        KeyError::InvalidKeyEncoding => {
+            "unsupported key encoding: the second line must be /base16/".to_owned()
+        }
+        KeyError::InvalidKeyLength => "the key (third line) must be 64 hex digits".to_owned(),
+        KeyError::InvalidKeyChar(e) => format!("the key (third line) is not hex digits: {e}"),
     }
 }
 
