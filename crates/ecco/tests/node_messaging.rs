@@ -169,6 +169,28 @@ async fn a_taken_tcp_port_is_refused_not_shared() {
 }
 
 #[tokio::test]
+async fn ipv4_and_ipv6_may_share_a_port_number() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut config = Config::loopback();
+    // `::` is IPv6 only here, as libp2p binds it: no conflict with IPv4's
+    // port, although a dual-stack probe would see one. Nothing but the test
+    // connects to it, over loopback.
+    config.listen = vec![
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+        format!("/ip6/::/tcp/{port}").parse().unwrap(),
+    ];
+    let (a, inbox) = node(config).await;
+    serve(inbox);
+    let (b, _) = node(Config::loopback()).await;
+    let v6: libp2p::Multiaddr = format!("/ip6/::1/tcp/{port}").parse().unwrap();
+    assert_eq!(b.dial(v6).await.unwrap(), a.peer_id());
+    assert_serves(&a, &b).await;
+}
+
+#[tokio::test]
 async fn oversized_requests_are_refused_and_the_node_keeps_serving() {
     let mut small = Config::memory();
     small.limits.max_request_bytes = 1024;

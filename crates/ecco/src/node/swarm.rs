@@ -7,6 +7,7 @@ use libp2p::core::transport::{MemoryTransport, Transport as _, upgrade::Version}
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PnetConfig;
 use libp2p::{Multiaddr, Swarm, SwarmBuilder, noise, tcp, yamux};
+use socket2::{Domain, Socket, Type};
 
 use super::NodeError;
 use super::behaviour::{Behaviour, Protocols};
@@ -114,19 +115,29 @@ pub(crate) fn check_port_free(addr: &Multiaddr) -> Result<(), NodeError> {
         Some(Protocol::Tcp(port)) if port != 0 => port,
         _ => return Ok(()),
     };
-    // Dropped at once: libp2p binds the port right after.
-    std::net::TcpListener::bind((ip, port))
-        .map(drop)
-        .map_err(|e| NodeError::Listen {
-            addr: addr.to_string(),
-            reason: if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!(
-                    "TCP port {port} is already in use (another agent or program listens on it)"
-                )
-            } else {
-                e.to_string()
-            },
-        })
+    let reason = |e: std::io::Error| NodeError::Listen {
+        addr: addr.to_string(),
+        reason: if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("TCP port {port} is already in use (another agent or program listens on it)")
+        } else {
+            e.to_string()
+        },
+    };
+    let at = std::net::SocketAddr::new(ip, port);
+    // Bound as libp2p binds it (IPv6 only for an IPv6 address, so that an
+    // IPv4 listener on the same port is no conflict), minus SO_REUSEPORT;
+    // dropped at once, as libp2p binds the port right after.
+    let socket = Socket::new(
+        Domain::for_address(at),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(reason)?;
+    if at.is_ipv6() {
+        socket.set_only_v6(true).map_err(reason)?;
+    }
+    socket.set_reuse_address(true).map_err(reason)?;
+    socket.bind(&at.into()).map_err(reason)
 }
 
 /// Rejects configurations that cannot work, with a message saying why.
