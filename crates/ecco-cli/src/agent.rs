@@ -27,6 +27,10 @@ pub(crate) struct Args {
     /// The key file (default: ~/.ecco/identity.key).
     #[arg(long)]
     identity: Option<PathBuf>,
+    /// A file holding the key's passphrase, less one trailing newline
+    /// (default: the --config file's `passphrase_file`, else $ECCO_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// A capability in text form, such as "llm/chat gpt@1.0.0 +summarize price=0.002" (repeatable).
     #[arg(long = "capability")]
     capabilities: Vec<String>,
@@ -62,6 +66,7 @@ struct File {
     swarm_key: Option<PathBuf>,
     mdns: Option<bool>,
     identity: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
     handler_timeout: Option<String>,
     registry: Option<String>,
     registry_ca: Option<PathBuf>,
@@ -140,6 +145,7 @@ fn read_file(path: &Path) -> anyhow::Result<(File, PathBuf)> {
     for p in [
         &mut file.swarm_key,
         &mut file.identity,
+        &mut file.passphrase_file,
         &mut file.registry_ca,
     ]
     .into_iter()
@@ -175,7 +181,10 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "an agent needs at least one capability (--capability or [[capability]] in --config)"
         );
     }
-    let (identity, _) = crate::id::load(args.identity.or(file.identity))?;
+    let (identity, _) = crate::id::load(crate::id::Key {
+        path: args.identity.or(file.identity),
+        passphrase_file: args.passphrase_file.or(file.passphrase_file),
+    })?;
     let mut builder = Agent::builder().identity(identity).config(config.clone());
     if let Some(url) = args.registry.or(file.registry) {
         builder = builder.registry(url);
@@ -195,6 +204,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
     }
     let agent = builder.spawn().await?;
     mesh::reach_bootstrap(&agent, &config).await?;
+    let stop = crate::signal::Stop::watch()?;
     let addrs: Vec<String> = agent
         .addresses()
         .await?
@@ -221,7 +231,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         }
         println!("Ctrl-C to stop.");
     }
-    crate::signal::stop_requested().await?;
+    stop.requested().await;
     agent.shutdown().await;
     Ok(())
 }

@@ -44,6 +44,8 @@ pub(crate) struct Args {
     timeout: Duration,
     /// How long to look for agents before asking, within --timeout and
     /// shorter than it [default: 3s, or half of --timeout if that is less].
+    /// Ends sooner once enough agents are known, or once the DHT lookup is
+    /// over and --min-agents are known.
     #[arg(long, value_parser = mesh::duration)]
     wait: Option<Duration>,
     /// Look for at least this many agents before asking (more room for failover).
@@ -54,6 +56,10 @@ pub(crate) struct Args {
     /// The key file to use (default: a new, ephemeral identity).
     #[arg(long)]
     identity: Option<PathBuf>,
+    /// A file holding the key's passphrase, less one trailing newline
+    /// (default: $ECCO_PASSPHRASE).
+    #[arg(long, value_name = "FILE", requires = "identity")]
+    passphrase_file: Option<PathBuf>,
 }
 
 /// How long discovery waits unless `--wait` says otherwise (at most half of
@@ -124,7 +130,11 @@ pub(crate) async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         &args.constraints,
     )?;
     let wait = check(&args)?;
-    let agent = discover::client(&args.mesh, args.identity, args.timeout).await?;
+    let key = crate::id::Key {
+        path: args.identity,
+        passphrase_file: args.passphrase_file,
+    };
+    let agent = discover::client(&args.mesh, key, args.timeout).await?;
     let answered = agent
         .query(query)
         .select(args.select)
@@ -218,7 +228,14 @@ pub(crate) fn print(answered: &Answered, json: bool) -> anyhow::Result<()> {
         Some(answer) => println!("answer      {answer}"),
         None => println!("answer      (none)"),
     }
-    println!("verdict     {}", verdict(&c.verdict));
+    if c.tied {
+        println!(
+            "verdict     {} by tie-break (another answer had as much support)",
+            verdict(&c.verdict)
+        );
+    } else {
+        println!("verdict     {}", verdict(&c.verdict));
+    }
     println!("took        {:.1} ms", answered.elapsed_ms);
     println!("strategy    {}", c.strategy);
     println!("agreement   {}", agreement(c));

@@ -25,8 +25,8 @@ pub(crate) struct Args {
     /// Where the demo's registry listens.
     #[arg(long, default_value = "127.0.0.1:0")]
     registry_listen: std::net::SocketAddr,
-    /// Keep the registry and the agents running after the demo, until Ctrl-C,
-    /// to look at the registry.
+    /// Keep the registry and the agents running after the demo, until Ctrl-C
+    /// or SIGTERM, to look at the registry's dashboard.
     #[arg(long)]
     keep_running: bool,
 }
@@ -174,7 +174,35 @@ struct Run {
     agreement: usize,
     confidence: f64,
     elapsed_ms: f64,
-    outcomes: Vec<(String, String)>,
+    outcomes: Vec<Outcome>,
+}
+
+/// How one asked agent fared in a run. An object rather than a tuple, so
+/// that scripts read `--json` output by field name.
+#[derive(serde::Serialize)]
+struct Outcome {
+    /// The persona's name.
+    agent: String,
+    /// `ok`, `failed` or `cancelled`.
+    status: &'static str,
+    /// How long its answer took (`null` without an answer).
+    latency_ms: Option<f64>,
+}
+
+/// One agent's row of the reputation table, as the registry sees it.
+#[derive(serde::Serialize)]
+struct Reputation {
+    /// The persona's name.
+    agent: String,
+    /// Its peer id, as `offers` give it.
+    peer: String,
+    health: String,
+    /// On `[0, 100]`.
+    score: f64,
+    /// Feedback reports received.
+    ratings: u64,
+    /// Mean star rating, 1 to 5 (`null` without ratings).
+    mean_rating: Option<f64>,
 }
 
 pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
@@ -190,10 +218,16 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         Some(start_registry(args.registry_listen).await?)
     };
     let url = registry.as_ref().map(|(running, _)| running.url());
-    if let Some(url) = &url {
-        say(&format!(
+    // The URL only when it stays up: without --keep-running the registry
+    // stops before anyone could open it.
+    match &url {
+        Some(url) if args.keep_running => say(&format!(
             "Registry: {url}  (SQLite; the agents register and heartbeat; --no-registry to skip)"
-        ));
+        )),
+        Some(_) => say(
+            "Registry: a temporary one on SQLite (the agents register and heartbeat; --no-registry to skip)",
+        ),
+        None => {}
     }
     let mut agents = Vec::new();
     let mut names: HashMap<PeerId, &'static str> = HashMap::new();
@@ -346,8 +380,11 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
                     "\nRegistry: the client rated {rated} answers{refused} with the agents' signed receipts."
                 );
                 println!("{:<11} {:<7} {:<8} ratings", "agent", "health", "score");
-                for (name, health, score, ratings) in &table {
-                    println!("{name:<11} {health:<7} {score:<8.2} {ratings}");
+                for row in &table {
+                    println!(
+                        "{:<11} {:<7} {:<8.2} {}",
+                        row.agent, row.health, row.score, row.ratings
+                    );
                 }
                 println!(
                     "(one client without a reputation of its own moves a score by at most 2 points)"
@@ -358,6 +395,16 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         None => (None, None),
     };
 
+    // Before the report says the demo stays up.
+    let stop = if args.keep_running {
+        Some(crate::signal::Stop::watch()?)
+    } else {
+        None
+    };
+    let dashboard = url
+        .as_ref()
+        .filter(|_| args.keep_running)
+        .map(|u| format!("{u}/"));
     if json_out {
         let negotiation: Vec<Value> = steps
             .iter()
@@ -368,7 +415,7 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "runs": runs,
             "negotiation": negotiation,
             "registry": url,
-            "dashboard": url.as_ref().map(|u| format!("{u}/")),
+            "dashboard": dashboard,
             "reputation": reputation,
             "rated": rated,
         }))?;
@@ -383,16 +430,19 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
         println!("and lower its weight in weighted selection.");
     }
     if args.keep_running {
-        if let Some(url) = &url {
-            say(&format!(
-                "\nThe registry stays up at {url} (API under /v1).\nDashboard: {url}/  (open it in a browser: live agents, reputation, analytics). Ctrl-C to stop."
-            ));
-        } else {
-            say("\nThe agents stay up. Ctrl-C to stop.");
+        match (&url, &dashboard) {
+            (Some(url), Some(dashboard)) => say(&format!(
+                "\nThe registry stays up at {url} (API under /v1).\nDashboard: {dashboard}  (open it in a browser: live agents, reputation, analytics). Ctrl-C to stop."
+            )),
+            _ => say("\nThe agents stay up. Ctrl-C to stop."),
         }
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        if let Some(stop) = stop {
+            stop.requested().await;
+        }
+    } else if url.is_some() {
+        say(
+            "\nThe registry and its dashboard stop with the demo: run `ecco demo --keep-running` to keep them up and open the dashboard in a browser.",
+        );
     }
     client.shutdown().await;
     for agent in agents {
@@ -458,22 +508,29 @@ async fn rate(
     accepted
 }
 
-/// Each agent's health, reputation and ratings, as the registry sees them.
+/// Each agent's health, reputation and ratings, as the registry sees them,
+/// best first.
 async fn reputations(
     reader: &ecco::registry::Client,
     names: &HashMap<PeerId, &'static str>,
-) -> anyhow::Result<Vec<(String, String, f64, u64)>> {
+) -> anyhow::Result<Vec<Reputation>> {
     let mut table = Vec::new();
     for (peer, name) in names {
         let detail = reader.agent(peer).await?;
-        table.push((
-            (*name).to_owned(),
-            detail.health.as_str().to_owned(),
-            detail.reputation.score,
-            detail.reputation.breakdown.feedback,
-        ));
+        table.push(Reputation {
+            agent: (*name).to_owned(),
+            peer: peer.to_base58(),
+            health: detail.health.as_str().to_owned(),
+            score: detail.reputation.score,
+            ratings: detail.reputation.breakdown.feedback,
+            mean_rating: detail.reputation.breakdown.mean_rating,
+        });
     }
-    table.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    table.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.agent.cmp(&b.agent))
+    });
     Ok(table)
 }
 
@@ -511,16 +568,16 @@ async fn ask(
     let outcomes = c
         .agents
         .iter()
-        .map(|a| {
-            let who = by_agent.get(a.agent.as_str()).cloned().unwrap_or_default();
-            let what = if a.ok {
-                format!("{:.0} ms", a.latency_ms.unwrap_or_default())
+        .map(|a| Outcome {
+            agent: by_agent.get(a.agent.as_str()).cloned().unwrap_or_default(),
+            status: if a.ok {
+                "ok"
             } else if cancelled.contains(&a.agent.as_str()) {
-                "cancelled".to_owned()
+                "cancelled"
             } else {
-                "failed".to_owned()
-            };
-            (who, what)
+                "failed"
+            },
+            latency_ms: if a.ok { a.latency_ms } else { None },
         })
         .collect();
     let run = Run {
@@ -606,7 +663,10 @@ fn println_run(run: &Run) {
     let asked: Vec<String> = run
         .outcomes
         .iter()
-        .map(|(who, what)| format!("{who} {what}"))
+        .map(|o| match o.latency_ms {
+            Some(ms) => format!("{} {ms:.0} ms", o.agent),
+            None => format!("{} {}", o.agent, o.status),
+        })
         .collect();
     println!("      asked: {}", asked.join(", "));
 }

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// The key file to use (default: a new, ephemeral identity).
     #[arg(long)]
     identity: Option<PathBuf>,
+    /// A file holding the key's passphrase, less one trailing newline
+    /// (default: $ECCO_PASSPHRASE).
+    #[arg(long, value_name = "FILE", requires = "identity")]
+    passphrase_file: Option<PathBuf>,
 }
 
 /// Checks a TYPE argument: one type pattern, such as `llm/chat`, `llm/*` or `*`.
@@ -187,7 +191,7 @@ pub(crate) fn query(
 /// whose requests may last `calls`.
 pub(crate) async fn client(
     mesh: &MeshArgs,
-    identity: Option<PathBuf>,
+    identity: impl Into<crate::id::Key>,
     calls: Duration,
 ) -> anyhow::Result<Agent> {
     // A client listens on loopback only, unless told otherwise.
@@ -197,8 +201,9 @@ pub(crate) async fn client(
     })?;
     mesh::allow_calls_of(&mut config, calls);
     let mut builder = Agent::builder().config(config.clone());
-    if identity.is_some() {
-        builder = builder.identity(crate::id::load(identity)?.0);
+    let key = identity.into();
+    if key.path.is_some() {
+        builder = builder.identity(crate::id::load(key)?.0);
     }
     let agent = builder.spawn().await.context("cannot start the client")?;
     mesh::reach_bootstrap(&agent, &config).await?;
@@ -207,7 +212,11 @@ pub(crate) async fn client(
 
 pub(crate) async fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let query = query(&args.kind, &args.features, &[], &args.constraints)?;
-    let agent = client(&args.mesh, args.identity, Duration::ZERO).await?;
+    let key = crate::id::Key {
+        path: args.identity,
+        passphrase_file: args.passphrase_file,
+    };
+    let agent = client(&args.mesh, key, Duration::ZERO).await?;
     // Waits the whole time: there is no telling how many agents exist.
     let found = agent.discover(&query, usize::MAX, args.wait).await?;
     print(&found, json)?;

@@ -175,6 +175,8 @@ async fn run_command(
     let mut child = shell
         .arg("-c")
         .arg(command)
+        // The identity's passphrase is the agent's secret, not the handler's.
+        .env_remove(crate::passphrase::ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

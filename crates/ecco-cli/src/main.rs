@@ -11,6 +11,7 @@ mod handlers;
 mod id;
 mod mesh;
 mod output;
+mod passphrase;
 mod registry;
 mod signal;
 
@@ -32,8 +33,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Shows this machine's agent identity, creating it if missing.
+    #[command(
+        after_help = "An encrypted key file's passphrase comes from --passphrase-file FILE \
+        (the file's content, less one trailing newline: \\n or \\r\\n) or else from the \
+        ECCO_PASSPHRASE environment variable, never from a flag's value; `ecco agent` and \
+        `ecco discover` read it the same way (`ecco ask`: ECCO_PASSPHRASE). Without a passphrase, `ecco id` \
+        still shows an encrypted key's peer id; with one, a missing key file is created \
+        encrypted."
+    )]
     Id(id::Args),
-    /// Private-mesh keys.
+    /// Private-mesh keys (secrets: keep them mode 0600).
     #[command(subcommand, name = "swarm-key")]
     SwarmKey(id::SwarmKey),
     /// Runs an agent until interrupted (Ctrl-C).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ecco::Multiaddr;
 use ecco::agent::Agent;
-use ecco::node::{Config, SwarmKey};
+use ecco::node::{Config, NodeError, SwarmKey};
 
 /// How long a command waits for each bootstrap peer to answer.
 const BOOTSTRAP_WAIT: Duration = Duration::from_secs(10);
@@ -74,6 +74,7 @@ impl MeshArgs {
         if let Some(path) = &self.swarm_key {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read swarm key {}", path.display()))?;
+            crate::id::warn_if_shared(path, "swarm key file");
             let key: SwarmKey = text
                 .parse()
                 .map_err(|e| anyhow::anyhow!("swarm key {}: {}", path.display(), key_error(&e)))?;
@@ -123,14 +124,32 @@ pub(crate) fn allow_calls_of(config: &mut Config, call: Duration) {
     }
 }
 
-/// Connects to every bootstrap peer, so that a wrong address is an error
-/// now rather than an empty answer later.
+/// Connects to every bootstrap peer and waits until it identifies as a
+/// member of this mesh, so that a wrong address, swarm key or mesh name is
+/// an error now rather than an empty answer later.
 pub(crate) async fn reach_bootstrap(agent: &Agent, config: &Config) -> anyhow::Result<()> {
     for addr in &config.bootstrap {
-        match tokio::time::timeout(BOOTSTRAP_WAIT, agent.node().dial(addr.clone())).await {
+        match tokio::time::timeout(BOOTSTRAP_WAIT, agent.node().dial_member(addr.clone())).await {
             Ok(Ok(_)) => {}
+            Ok(Err(NodeError::OtherMesh {
+                theirs: Some(theirs),
+                ours,
+                ..
+            })) => bail!(
+                "bootstrap peer {addr} is on mesh `{theirs}`, this node on mesh `{ours}` (set --mesh to match)"
+            ),
+            // Says the likely cause of a failed handshake itself.
             Ok(Err(e)) => bail!("cannot reach bootstrap peer {addr}: {e}"),
-            Err(_) => bail!("bootstrap peer {addr} did not answer within {BOOTSTRAP_WAIT:?}"),
+            // A peer with another swarm key, or none, often stalls the
+            // handshake rather than failing it.
+            Err(_) => bail!(
+                "bootstrap peer {addr} did not answer within {BOOTSTRAP_WAIT:?} ({})",
+                if config.swarm_key.is_some() {
+                    "a private mesh: does that peer use the same swarm key?"
+                } else {
+                    "if that peer runs a private mesh, this node needs its swarm key: --swarm-key"
+                }
+            ),
         }
     }
     Ok(())

@@ -140,6 +140,7 @@ async fn serve(args: ServeArgs, json_out: bool) -> anyhow::Result<()> {
     let running = ecco_registry::serve(config)
         .await
         .context("cannot start the registry")?;
+    let stop = crate::signal::Stop::watch()?;
     if json_out {
         output::json_line(&json!({ "url": running.url(), "database": database, "redis": redis }))?;
     } else {
@@ -150,7 +151,7 @@ async fn serve(args: ServeArgs, json_out: bool) -> anyhow::Result<()> {
         }
         println!("  API /v1, OpenAPI /openapi.json, metrics /metrics. Ctrl-C to stop.");
     }
-    crate::signal::stop_requested().await?;
+    stop.requested().await;
     running.shutdown().await;
     Ok(())
 }

@@ -3,101 +3,30 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-const ECCO: &str = env!("CARGO_BIN_EXE_ecco");
-
-/// A running `ecco agent`, killed when dropped.
-struct Running {
-    child: Child,
-    peer: String,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts an agent offering `capability` with `handler`, joined to `via`.
-fn agent(capability: &str, handler: &str, via: Option<&Running>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("id.key");
-    let mut cmd = Command::new(ECCO);
-    cmd.args([
-        "--json",
-        "agent",
-        "--no-mdns",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ])
-    .args(["--capability", capability, "--handler", handler])
-    .arg("--identity")
-    .arg(&key);
-    if let Some(v) = via {
-        cmd.args(["--bootstrap", &v.addr]);
-    }
-    start(cmd, dir)
-}
-
-/// Spawns an `ecco --json agent …` command and reads its start line.
-fn start(mut cmd: Command, dir: tempfile::TempDir) -> Running {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = common::start_line(&mut child);
-    Running {
-        child,
-        peer: started["peer_id"].as_str().unwrap().to_owned(),
-        addr: started["listen"][0].as_str().unwrap().to_owned(),
-        _dir: dir,
-    }
-}
-
-fn ecco(args: &[&str]) -> Output {
-    Command::new(ECCO).args(args).output().unwrap()
-}
-
-/// Runs a command that must succeed and print one JSON line.
-fn ecco_json(args: &[&str]) -> Value {
-    let out = ecco(args);
-    assert!(
-        out.status.success(),
-        "ecco {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn exec(answer: &str) -> String {
-    format!("exec:cat >/dev/null; echo '{answer}'")
-}
+use common::{agent, answer, ecco, ecco_json, start};
 
 #[test]
 fn discover_and_ask_with_every_aggregation_strategy() {
     let a = agent(
         "qa/capital a@1.0.0 +cited price=0.001",
-        &exec("\"Paris\""),
+        &answer("\"Paris\""),
         None,
     );
     let b = agent(
         "qa/capital b@1.0.0 price=0.002",
-        &exec("\"Paris\""),
+        &answer("\"Paris\""),
         Some(&a),
     );
     let c = agent(
         "qa/capital c@1.0.0 price=0.003",
-        &exec("\"Lyon\""),
+        &answer("\"Lyon\""),
         Some(&a),
     );
     let _other = agent("text/upper u@1.0.0", "echo", Some(&a));
@@ -181,8 +110,8 @@ fn discover_and_ask_with_every_aggregation_strategy() {
 fn a_query_fails_over_when_an_agent_dies() {
     // The slow one ranks first (it has the preferred feature) and dies mid-query.
     let slow = agent("calc/add slow@1.0.0 +fast", "exec:sleep 3; echo 4", None);
-    let spare = agent("calc/add spare@1.0.0", &exec("4"), Some(&slow));
-    let ask = Command::new(ECCO)
+    let spare = agent("calc/add spare@1.0.0", &answer("4"), Some(&slow));
+    let ask = Command::new(common::bin())
         .args([
             "--json",
             "ask",
@@ -226,7 +155,7 @@ fn a_query_fails_over_when_an_agent_dies() {
 
 #[test]
 fn first_response_answers_at_the_fastest_agents_pace() {
-    let fast = agent("llm/chat fast@1.0.0", &exec("\"quick\""), None);
+    let fast = agent("llm/chat fast@1.0.0", &answer("\"quick\""), None);
     let _slow = agent(
         "llm/chat slow@1.0.0",
         "exec:sleep 5; echo '\"late\"'",
@@ -310,7 +239,7 @@ fn ask_without_an_answer_fails() {
         "{stderr}"
     );
 
-    let _working = agent("calc/div working@1.0.0", &exec("0"), Some(&broken));
+    let _working = agent("calc/div working@1.0.0", &answer("0"), Some(&broken));
     let (report, stderr) = asked(&["--select", "all", "--candidates", "2", "--min-agents", "2"]);
     assert_eq!(report["consensus"]["answer"], 0, "{report}");
     assert!(stderr.contains("--min-agents 2"), "{stderr}");
@@ -392,7 +321,7 @@ fn the_python_exec_example_answers() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-exec");
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(ECCO);
+    let mut cmd = Command::new(common::bin());
     cmd.current_dir(dir.path())
         .args(["--json", "agent", "--config"])
         .arg(example.join("agent.toml"))
@@ -499,7 +428,7 @@ fn sigterm_stops_an_agent_cleanly_and_its_handler_with_it() {
     // The handler records its pid, then runs long: a model still generating.
     let handler = format!("exec:echo $$ > {}; exec sleep 60", pid_file.display());
     let mut provider = agent("slow/job long@1.0.0", &handler, None);
-    let mut ask = Command::new(ECCO)
+    let mut ask = Command::new(common::bin())
         .args([
             "--json", "ask", "slow/job", "--input", "1", "--select", "top-n:1",
         ])

@@ -8,75 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-fn bin() -> PathBuf {
-    std::env::var_os("ECCO_BIN").map_or_else(|| env!("CARGO_BIN_EXE_ecco").into(), PathBuf::from)
-}
-
-fn ecco(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A running `ecco agent`, killed when dropped.
-struct Running {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts an agent on loopback, mDNS off, offering `capability` with
-/// `handler`, joined to `via`; its stderr is piped, logs at the default level.
-fn agent(capability: &str, handler: &str, via: Option<&Running>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "--json",
-        "agent",
-        "--no-mdns",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ])
-    .args(["--capability", capability, "--handler", handler])
-    .arg("--identity")
-    .arg(dir.path().join("id.key"))
-    .env_remove("RUST_LOG");
-    if let Some(v) = via {
-        cmd.args(["--bootstrap", &v.addr]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = common::start_line(&mut child);
-    Running {
-        child,
-        addr: started["listen"][0].as_str().unwrap().to_owned(),
-        _dir: dir,
-    }
-}
-
-fn answer(json: &str) -> String {
-    format!("exec:cat >/dev/null; echo '{json}'")
-}
+use common::{agent, agent_with_logs, answer, ecco, stderr};
 
 /// Bad flag values and combinations: exit 2, one line quoting the value.
 #[test]
@@ -253,6 +191,33 @@ fn verdicts_read_as_words() {
     assert!(!report.contains("NoConsensus"), "{report}");
     assert!(err.contains("no consensus (agreement 50%"), "{err}");
 
+    // One each: majority-vote answers, and says a tie-break chose.
+    let tie = |json: bool| {
+        let mut args = vec!["ask", "qa/capital", "--input", "{}", "--select", "all"];
+        args.extend([
+            "--candidates",
+            "2",
+            "--aggregate",
+            "majority-vote",
+            "--no-mdns",
+        ]);
+        args.extend(["--bootstrap", &paris.addr]);
+        if json {
+            args.insert(0, "--json");
+        }
+        ecco(&args)
+    };
+    let out = tie(false);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(
+        report.contains("verdict     decided by tie-break (another answer had as much support)"),
+        "{report}"
+    );
+    let out = tie(true);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["consensus"]["tied"], true, "{json}");
+
     let broken = agent("calc/div b@1.0.0", "exec:exit 1", None);
     let out = ecco(&[
         "ask",
@@ -369,7 +334,7 @@ fn a_cause_is_said_once() {
 /// Kademlia warns about it, which is noise at the default log level.
 #[test]
 fn the_first_agent_does_not_warn_about_bootstrapping() {
-    let mut first = agent("text/upper f@1.0.0", "echo", None);
+    let mut first = agent_with_logs("text/upper f@1.0.0", "echo", None);
     std::thread::sleep(Duration::from_millis(1500));
     let _ = first.child.kill();
     let _ = first.child.wait();

@@ -403,6 +403,50 @@ async fn all_asks_agents_found_beyond_those_already_known() {
     assert_eq!(answered.asked.len(), 2);
 }
 
+/// With fewer agents than top-n wants, a query does not sit out the whole
+/// discovery wait: once the DHT lookup has asked the mesh, the agents it
+/// found are enough. Without the DHT, only announcements could bring more,
+/// so the wait is kept.
+#[tokio::test]
+async fn a_lone_agent_is_asked_once_the_lookup_is_over() {
+    let only = agent(None, "solo/x a@1.0.0", json!("a"), Duration::ZERO).await;
+    let client = client(&only).await;
+    knows(&client, "solo/x", 1).await;
+    let three = Selection::TopN(3.try_into().unwrap());
+    let started = Instant::now();
+    let answered = client
+        .query(q("solo/x"))
+        .select(three)
+        .discovery_wait(Duration::from_secs(60))
+        .timeout(Duration::from_secs(120))
+        .send(json!(null))
+        .await
+        .unwrap();
+    // Sitting out the wait takes 60 s; the lookup takes milliseconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answered.asked, vec![only.peer_id()]);
+
+    let mut config = Config::memory();
+    config.discovery.dht = false;
+    config.bootstrap = only.addresses().await.unwrap();
+    let no_dht = Agent::builder().config(config).spawn().await.unwrap();
+    knows(&no_dht, "solo/x", 1).await;
+    let started = Instant::now();
+    let answered = no_dht
+        .query(q("solo/x"))
+        .select(three)
+        .discovery_wait(Duration::from_millis(800))
+        .send(json!(null))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert_eq!(answered.asked, vec![only.peer_id()]);
+}
+
 mod negotiation {
     use super::*;
     use ecco::agent::Proposal;

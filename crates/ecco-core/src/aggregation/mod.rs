@@ -58,6 +58,12 @@ pub struct Consensus {
     pub confidence: f64,
     /// How many agents gave an answer agreeing with it.
     pub agreement: usize,
+    /// Whether a vote's answer tied with another answer on what the
+    /// strategy counts (agents for `majority-vote` and
+    /// `consensus-threshold`, weight for `weighted-vote`), so that the
+    /// tie-break rule (see the [module documentation](self)) chose it
+    /// rather than a majority. Always false for the other strategies.
+    pub tied: bool,
     /// Those agents, in ascending id order.
     pub agreeing: Vec<AgentId>,
     /// Every cluster of agreeing answers, largest (or heaviest) first.
@@ -246,6 +252,7 @@ fn decide(strategy: &Aggregation, grouping: &Grouping, responses: Vec<Response>)
         answer: None,
         confidence: 0.0,
         agreement: 0,
+        tied: false,
         agreeing: Vec::new(),
         clusters: Vec::new(),
         failures,
@@ -325,10 +332,23 @@ fn decide(strategy: &Aggregation, grouping: &Grouping, responses: Vec<Response>)
         _ => {
             fill(&mut result, &clusters, Some(0));
             result.answer = Some(clusters[0].answer.clone());
+            result.tied = clusters
+                .get(1)
+                .is_some_and(|second| level(&clusters[0], second, by_weight));
         }
     }
     result.clusters = clusters;
     result
+}
+
+/// Whether two clusters have the same support: the same number of agents,
+/// or, for a weighted vote, the same weight (up to rounding in the sums).
+fn level(a: &Cluster, b: &Cluster, by_weight: bool) -> bool {
+    if by_weight {
+        (a.weight - b.weight).abs() <= 1e-9 * a.weight.abs().max(b.weight.abs())
+    } else {
+        a.members.len() == b.members.len()
+    }
 }
 
 /// Records the agreement with cluster `c` (none: the answer agrees with nobody).

@@ -115,6 +115,46 @@ fn weighted_vote_follows_weight_not_headcount() {
 }
 
 #[test]
+fn a_vote_says_when_a_tie_break_chose_its_answer() {
+    let one_each = || vec![ok("b", json!("yes")), ok("a", json!("no"))];
+    let tie = run("majority-vote", one_each());
+    assert_eq!(tie.verdict, Verdict::Decided);
+    // The documented tie-break: the smaller agent id.
+    assert_eq!(tie.answer, Some(json!("no")));
+    assert!(tie.tied);
+    let at_half = run("consensus-threshold:0.5", one_each());
+    assert_eq!(at_half.verdict, Verdict::Decided);
+    assert!(at_half.tied);
+    // Equal weights: same scores, no history.
+    assert!(run("weighted-vote", one_each()).tied);
+
+    let majority = run(
+        "majority-vote",
+        vec![
+            ok("a", json!("no")),
+            ok("b", json!("yes")),
+            ok("c", json!("yes")),
+        ],
+    );
+    assert_eq!(majority.answer, Some(json!("yes")));
+    assert!(!majority.tied);
+    // Two agents to one, but the one weighs more: not a tie either.
+    let heavier = run(
+        "weighted-vote",
+        vec![
+            ok("a", json!("no")).with_score(0.9),
+            ok("b", json!("yes")).with_score(0.1),
+            ok("c", json!("yes")).with_score(0.1),
+        ],
+    );
+    assert!(!heavier.tied);
+    assert!(!run("majority-vote", vec![ok("a", json!(1))]).tied);
+    // Strategies that do not vote never report a tie.
+    assert!(!run("first-response", one_each()).tied);
+    assert!(!run("ensemble", one_each()).tied);
+}
+
+#[test]
 fn best_score_picks_the_best_match_and_breaks_ties_by_latency() {
     let c = run(
         "best-score",

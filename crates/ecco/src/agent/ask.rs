@@ -173,7 +173,12 @@ impl Ask {
         self
     }
 
-    /// How long discovery may wait for enough candidates (within the overall deadline).
+    /// How long discovery may wait for enough candidates (within the overall
+    /// deadline). It ends sooner when the selection's count (and
+    /// [`candidates`](Self::candidates)) are known, or, with the DHT or a
+    /// registry, once their lookup is over and `min_agents` are known: the
+    /// lookup asked the mesh for every provider, so fewer agents than
+    /// `top-n` wants do not make a query sit out the whole wait.
     pub fn discovery_wait(mut self, wait: Duration) -> Self {
         self.discovery = wait;
         self
@@ -201,6 +206,7 @@ impl Ask {
                 .discover_until(
                     &self.query,
                     want,
+                    needed,
                     count.is_none(),
                     self.discovery.min(self.timeout),
                 )

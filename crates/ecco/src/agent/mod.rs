@@ -505,16 +505,20 @@ impl Agent {
         want: usize,
         wait: Duration,
     ) -> Result<Vec<Ranked>, NodeError> {
-        self.discover_until(query, want, false, wait).await
+        self.discover_until(query, want, want, false, wait).await
     }
 
     /// [`discover`](Self::discover), and with `finish_lookup`, not done
     /// before the DHT lookup and the registry search are over (or `wait`
     /// has passed) even with `want` peers known: what `all` asks for.
+    /// Once that lookup is over, `enough` peers end the wait even if fewer
+    /// than `want`: the lookup asked the mesh for every provider, so
+    /// waiting longer would mostly wait for peers that do not exist.
     pub(crate) async fn discover_until(
         &self,
         query: &Query,
         want: usize,
+        enough: usize,
         finish_lookup: bool,
         wait: Duration,
     ) -> Result<Vec<Ranked>, NodeError> {
@@ -526,6 +530,9 @@ impl Agent {
         let deadline = tokio::time::Instant::now() + wait;
         let node = self.inner.node.clone();
         let can_look_up = self.inner.dht && crate::discovery::dht::lookup_key("", query).is_some();
+        // Without the DHT or a registry, the "lookup" asks nobody: only
+        // announcements and mDNS can bring more peers, so keep waiting.
+        let lookup_asks = can_look_up || self.inner.registry.is_some();
         let dht_lookup = async move {
             if can_look_up && let Err(e) = node.lookup(query).await {
                 tracing::debug!(error = %e, "DHT lookup failed");
@@ -550,7 +557,10 @@ impl Agent {
                 },
             }
             let ranked = self.ranked(query).await?;
-            if peers(&ranked) >= want && (looked_up || !finish_lookup) {
+            let found = peers(&ranked);
+            if (found >= want && (looked_up || !finish_lookup))
+                || (looked_up && lookup_asks && found >= enough.max(1))
+            {
                 return Ok(ranked);
             }
         }

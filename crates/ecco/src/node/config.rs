@@ -86,7 +86,9 @@ pub struct Limits {
     pub max_response_memory: u64,
     /// How long a request may wait for its answer (default 30 s).
     pub request_timeout: Duration,
-    /// A new connection's handshake (pnet, Noise, Yamux) must finish within this (default 20 s).
+    /// A new connection's handshake (pnet, Noise, Yamux) must finish within
+    /// this (default 20 s); so must, after it, the identify that
+    /// [`Node::dial_member`](crate::node::Node::dial_member) waits for.
     pub handshake_timeout: Duration,
     /// Most established connections in all (default 256).
     pub max_connections: u32,

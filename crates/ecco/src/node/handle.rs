@@ -270,9 +270,40 @@ impl Node {
         self.ask(Command::ConnectedPeers).await
     }
 
-    /// Connects to an address and returns the peer's id, proven by the handshake.
+    /// Connects to an address and returns the peer's id, proven by the
+    /// handshake. The peer's mesh is not checked yet: one of another mesh is
+    /// disconnected once it identifies, just after this returns, and a
+    /// warning naming both meshes is logged; [`dial_member`](Self::dial_member)
+    /// waits for that.
+    ///
+    /// A handshake that fails or times out ends in [`NodeError::Dial`]
+    /// whose reason adds the likely cause, as libp2p cannot tell a wrong
+    /// swarm key from a broken peer (pnet garbles the stream): with a swarm
+    /// key, "(a private mesh: does that peer use the same swarm key?)";
+    /// without one, "(if that peer runs a private mesh, this node needs its
+    /// swarm key)".
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
-        self.ask(|tx| Command::Dial { addr, reply: tx }).await?
+        self.ask(|tx| Command::Dial {
+            addr,
+            member: false,
+            reply: tx,
+        })
+        .await?
+    }
+
+    /// Connects to an address like [`dial`](Self::dial), then waits until
+    /// the peer identifies as a member of this mesh, at most
+    /// `Limits::handshake_timeout` more. A peer of another mesh is
+    /// disconnected and reported as [`NodeError::OtherMesh`], naming both
+    /// meshes; one that closes the connection, or does not identify in time,
+    /// as [`NodeError::Dial`].
+    pub async fn dial_member(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
+        self.ask(|tx| Command::Dial {
+            addr,
+            member: true,
+            reply: tx,
+        })
+        .await?
     }
 
     /// Remembers an address for a peer, for later requests.

@@ -58,7 +58,43 @@ pub enum NodeError {
         /// Why.
         reason: String,
     },
+    /// A peer dialled with [`Node::dial_member`] identified as a member of
+    /// another mesh (or as no Ecco node of this version), so the connection
+    /// was closed: its identify protocol version is not this mesh's
+    /// `/ecco/<mesh>/1.0.0`.
+    #[error("{addr} {}", mismatch(.ours, .version))]
+    OtherMesh {
+        /// The address dialled.
+        addr: String,
+        /// This node's mesh.
+        ours: String,
+        /// The peer's mesh; `None` when its protocol version is not an
+        /// Ecco mesh's of this version.
+        theirs: Option<String>,
+        /// The identify protocol version the peer gave.
+        version: String,
+    },
     /// The node has shut down.
     #[error("the node has shut down")]
     Stopped,
+}
+
+/// The mesh a peer's identify protocol version `/ecco/<mesh>/1.0.0` names.
+pub(crate) fn mesh_of(version: &str) -> Option<&str> {
+    version
+        .strip_prefix("/ecco/")?
+        .strip_suffix("/1.0.0")
+        .filter(|mesh| !mesh.is_empty() && !mesh.contains('/'))
+}
+
+/// Why a peer with identify protocol `version` is not of mesh `ours`, to
+/// follow "<the peer> ".
+pub(crate) fn mismatch(ours: &str, version: &str) -> String {
+    match mesh_of(version) {
+        Some(theirs) => format!("is on mesh `{theirs}`, this node on mesh `{ours}`"),
+        None => format!(
+            "is not on an Ecco mesh of this version (identify protocol version `{version}`; \
+             this node's is `/ecco/{ours}/1.0.0`)"
+        ),
+    }
 }

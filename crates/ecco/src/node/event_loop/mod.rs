@@ -1,6 +1,7 @@
 //! The node's task: owns the `Swarm`, serves commands, routes events.
 
 pub(crate) mod dht;
+mod dial;
 mod fetch;
 mod gossip;
 mod peers;
@@ -15,7 +16,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use libp2p::core::transport::ListenerId;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -63,7 +63,9 @@ pub(crate) enum Command {
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<Result<PeerId, NodeError>>,
+        /// Wait until the peer identifies as a member of this mesh.
+        member: bool,
+        reply: dial::DialReply,
     },
     AddAddress {
         peer: PeerId,
@@ -124,7 +126,16 @@ pub(crate) struct EventLoop {
     /// Requests in flight per peer, and those waiting for a free stream.
     window: window::Window<Queued>,
     max_concurrent_streams: usize,
-    dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NodeError>>)>,
+    /// Dials callers asked for, until their connection is established or fails.
+    dials: HashMap<ConnectionId, dial::Pending>,
+    /// Dials of `Node::dial_member` that connected, until the peer identifies.
+    identifying: HashMap<ConnectionId, dial::Identifying>,
+    /// Whether this node has a swarm key (a private mesh).
+    private: bool,
+    /// This node's mesh name.
+    mesh: String,
+    /// How long a handshake, and a member's identify after it, may take.
+    handshake_timeout: Duration,
     /// Listeners added by `Node::listen_on`, until they report an address or fail.
     listeners: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, NodeError>>)>,
     /// Inbound requests handed to the application, waiting for its reply.
@@ -227,6 +238,10 @@ impl EventLoop {
             ),
             max_concurrent_streams: config.limits.max_concurrent_streams,
             dials: HashMap::new(),
+            identifying: HashMap::new(),
+            private: config.swarm_key.is_some(),
+            mesh: config.mesh.clone(),
+            handshake_timeout: config.limits.handshake_timeout,
             listeners: HashMap::new(),
             replies: FuturesUnordered::new(),
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
@@ -258,6 +273,7 @@ impl EventLoop {
                     self.window.retain(Queued::wanted);
                     self.on_tick();
                     self.dht_prune();
+                    self.dials_expire();
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
@@ -333,21 +349,11 @@ impl EventLoop {
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
-            Command::Dial { addr, reply } => {
-                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
-                let id = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    Ok(()) => {
-                        self.dials.insert(id, (addr, reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(NodeError::Dial {
-                            addr: addr.to_string(),
-                            reason: e.to_string(),
-                        }));
-                    }
-                }
-            }
+            Command::Dial {
+                addr,
+                member,
+                reply,
+            } => self.dial(addr, member, reply),
             Command::AddAddress { peer, addr, reply } => {
                 self.swarm.add_peer_address(peer, addr);
                 let _ = reply.send(());
@@ -454,9 +460,7 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                if let Some((_, reply)) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
+                self.dial_connected(connection_id, peer_id);
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
                     let _ = self.events.send(Event::PeerConnected(peer_id));
@@ -465,13 +469,17 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 cause,
                 ..
             } => {
-                tracing::debug!(%peer_id, ?cause, "disconnected");
-                self.window.disconnected(&peer_id);
-                self.on_peer_lost(peer_id, peers::closed_on_error(cause.as_ref()));
+                self.dial_closed(connection_id, cause.as_ref());
+                if num_established == 0 {
+                    tracing::debug!(%peer_id, ?cause, "disconnected");
+                    self.window.disconnected(&peer_id);
+                    self.on_peer_lost(peer_id, peers::closed_on_error(cause.as_ref()));
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -481,12 +489,7 @@ impl EventLoop {
                 if let Some(peer) = peer_id {
                     self.fetch_unreachable(peer, &error.to_string());
                 }
-                if let Some((addr, reply)) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Err(NodeError::Dial {
-                        addr: addr.to_string(),
-                        reason: error.to_string(),
-                    }));
-                }
+                self.dial_failed(connection_id, &error);
             }
             SwarmEvent::Behaviour(event) => match event {
                 BehaviourEvent::Messaging(event) => self.on_messaging(event),

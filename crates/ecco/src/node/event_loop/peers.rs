@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId, identify, mdns};
 use super::EventLoop;
 use super::fetch::Fetch;
 use crate::discovery::Source;
-use crate::node::Event;
+use crate::node::{Event, mismatch};
 
 /// Most peers remembered as belonging to another mesh, or as found by mDNS.
 const MAX_REMEMBERED: usize = 1024;
@@ -49,18 +49,40 @@ pub(super) fn closed_on_error(cause: Option<&ConnectionError>) -> bool {
 
 impl EventLoop {
     pub(super) fn on_identify(&mut self, event: identify::Event) {
-        let identify::Event::Received { peer_id, info, .. } = event else {
-            return;
+        let (connection_id, peer_id, info) = match event {
+            identify::Event::Received {
+                connection_id,
+                peer_id,
+                info,
+            } => (connection_id, peer_id, info),
+            identify::Event::Error {
+                connection_id,
+                error,
+                ..
+            } => {
+                self.identify_failed(connection_id, &error);
+                return;
+            }
+            _ => return,
         };
         tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
         if info.protocol_version != self.identify_version {
             // Another mesh (or not Ecco): free the connection slot, and do not
-            // let mDNS bring it back.
-            tracing::debug!(%peer_id, version = %info.protocol_version, "peer of another mesh");
+            // let mDNS bring it back. Warned once per peer, not on every
+            // connection it makes; not at all for what mDNS found, as
+            // meshes sharing a LAN find each other there by design.
+            let why = mismatch(&self.mesh, &info.protocol_version);
+            if self.foreign.contains(&peer_id) || self.mdns_found.contains(&peer_id) {
+                tracing::debug!("refused peer {peer_id} again: it {why}");
+            } else {
+                tracing::warn!("refused peer {peer_id}: it {why}");
+            }
             self.foreign.insert(peer_id);
+            self.other_mesh(peer_id, &info.protocol_version);
             let _ = self.swarm.disconnect_peer_id(peer_id);
             return;
         }
+        self.member_identified(connection_id);
         self.dht_add_addresses(peer_id, &info.protocols, &info.listen_addrs);
         let by_mdns = self.mdns_found.contains(&peer_id);
         let wanted = self.announcements_on || by_mdns;

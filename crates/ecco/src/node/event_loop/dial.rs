@@ -1,0 +1,199 @@
+//! Dials that callers asked for: errors that say the likely cause, and
+//! dials that wait until the peer identifies as a member of this mesh.
+
+use std::time::Instant;
+
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionError, ConnectionId, DialError};
+use libp2p::{Multiaddr, PeerId, TransportError};
+use tokio::sync::oneshot;
+
+use super::EventLoop;
+use crate::node::swarm::is_quic;
+use crate::node::{NodeError, mesh_of};
+
+pub(super) type DialReply = oneshot::Sender<Result<PeerId, NodeError>>;
+
+/// A dial whose connection is not established yet.
+pub(super) struct Pending {
+    addr: Multiaddr,
+    /// Whether the caller waits for the peer to identify as a member.
+    member: bool,
+    reply: DialReply,
+}
+
+/// A dial that connected, waiting for the peer to identify.
+pub(super) struct Identifying {
+    addr: Multiaddr,
+    peer: PeerId,
+    since: Instant,
+    reply: DialReply,
+}
+
+/// How libp2p's errors read when a connection failed in its handshake, or
+/// ran out of `Limits::handshake_timeout`: `UpgradeError`'s, pnet's
+/// `PnetError::HandshakeError`'s and `TransportTimeoutError::Timeout`'s
+/// texts. Their types are generic over the transport stack, and `Either`'s
+/// `source` skips what it wraps, so they cannot be downcast.
+const HANDSHAKE_FAILED: [&str; 4] = [
+    "Handshake failed",
+    "Handshake error",
+    "Multistream select failed",
+    "Timeout has been reached",
+];
+
+impl EventLoop {
+    pub(super) fn dial(&mut self, addr: Multiaddr, member: bool, reply: DialReply) {
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.dials.insert(
+                    id,
+                    Pending {
+                        addr,
+                        member,
+                        reply,
+                    },
+                );
+            }
+            Err(e) => {
+                let reason = self.explain(&e);
+                let _ = reply.send(Err(NodeError::Dial {
+                    addr: addr.to_string(),
+                    reason,
+                }));
+            }
+        }
+    }
+
+    /// A connection is established: a plain dial is done, a member's
+    /// waits for identify.
+    pub(super) fn dial_connected(&mut self, connection: ConnectionId, peer: PeerId) {
+        let Some(dial) = self.dials.remove(&connection) else {
+            return;
+        };
+        if !dial.member {
+            let _ = dial.reply.send(Ok(peer));
+            return;
+        }
+        self.identifying.insert(
+            connection,
+            Identifying {
+                addr: dial.addr,
+                peer,
+                since: Instant::now(),
+                reply: dial.reply,
+            },
+        );
+    }
+
+    pub(super) fn dial_failed(&mut self, connection: ConnectionId, error: &DialError) {
+        if let Some(dial) = self.dials.remove(&connection) {
+            let reason = self.explain(error);
+            let _ = dial.reply.send(Err(NodeError::Dial {
+                addr: dial.addr.to_string(),
+                reason,
+            }));
+        }
+    }
+
+    /// The peer identified as a member of this mesh on `connection`.
+    pub(super) fn member_identified(&mut self, connection: ConnectionId) {
+        if let Some(dial) = self.identifying.remove(&connection) {
+            let _ = dial.reply.send(Ok(dial.peer));
+        }
+    }
+
+    /// `peer` identified with another mesh's protocol `version`: every
+    /// dial waiting for it fails, as all its connections are closed.
+    pub(super) fn other_mesh(&mut self, peer: PeerId, version: &str) {
+        for (_, dial) in self.identifying.extract_if(|_, d| d.peer == peer) {
+            let _ = dial.reply.send(Err(NodeError::OtherMesh {
+                addr: dial.addr.to_string(),
+                ours: self.mesh.clone(),
+                theirs: mesh_of(version).map(str::to_owned),
+                version: version.to_owned(),
+            }));
+        }
+    }
+
+    /// Identify failed on `connection` (a peer that does not speak it is
+    /// no Ecco node).
+    pub(super) fn identify_failed(
+        &mut self,
+        connection: ConnectionId,
+        error: &dyn std::fmt::Display,
+    ) {
+        self.identify_wait_failed(
+            connection,
+            format!("the peer did not identify itself: {error}"),
+        );
+    }
+
+    /// `connection` closed, perhaps before the peer identified.
+    pub(super) fn dial_closed(
+        &mut self,
+        connection: ConnectionId,
+        cause: Option<&ConnectionError>,
+    ) {
+        let reason = match cause {
+            Some(e) => format!("the connection closed before the peer identified itself: {e}"),
+            None => "the connection closed before the peer identified itself".to_owned(),
+        };
+        self.identify_wait_failed(connection, reason);
+    }
+
+    /// Fails the dials whose peer has not identified within the handshake timeout.
+    pub(super) fn dials_expire(&mut self) {
+        let timeout = self.handshake_timeout;
+        for (_, dial) in self
+            .identifying
+            .extract_if(|_, d| d.since.elapsed() >= timeout)
+        {
+            let _ = dial.reply.send(Err(NodeError::Dial {
+                addr: dial.addr.to_string(),
+                reason: format!("the peer did not identify itself within {timeout:?}"),
+            }));
+        }
+    }
+
+    fn identify_wait_failed(&mut self, connection: ConnectionId, reason: String) {
+        if let Some(dial) = self.identifying.remove(&connection) {
+            let _ = dial.reply.send(Err(NodeError::Dial {
+                addr: dial.addr.to_string(),
+                reason,
+            }));
+        }
+    }
+
+    /// Why a dial failed, with the likely cause when its handshake failed
+    /// or timed out: pnet garbles the stream under a wrong key, so libp2p
+    /// cannot tell a key mismatch from a broken peer.
+    fn explain(&self, error: &DialError) -> String {
+        if !handshake_failed(error) {
+            return error.to_string();
+        }
+        let hint = if self.private {
+            "a private mesh: does that peer use the same swarm key?"
+        } else {
+            "if that peer runs a private mesh, this node needs its swarm key"
+        };
+        format!("{error} ({hint})")
+    }
+}
+
+/// Whether a dial reached a peer and then failed or timed out in the
+/// handshake (not on QUIC, which private meshes do not use).
+fn handshake_failed(error: &DialError) -> bool {
+    let DialError::Transport(errors) = error else {
+        return false;
+    };
+    errors.iter().any(|(addr, e)| match e {
+        TransportError::Other(e) if !is_quic(addr) => {
+            let text = e.to_string();
+            HANDSHAKE_FAILED.iter().any(|f| text.contains(f))
+        }
+        _ => false,
+    })
+}
