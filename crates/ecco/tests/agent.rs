@@ -668,3 +668,58 @@ async fn shutdown_cancels_the_handler_calls_still_running() {
         "the call is cancelled by the time shutdown returns"
     );
 }
+
+/// A requester that goes away (its process ends, its connection closes)
+/// cancels the call it made: the handler does not work on for nobody until
+/// its own timeout.
+#[tokio::test]
+async fn a_call_is_cancelled_when_its_requester_goes_away() {
+    let (dropped_tx, mut dropped) = tokio::sync::mpsc::channel(1);
+    let (started_tx, mut started) = tokio::sync::mpsc::channel(1);
+    let provider = Agent::builder()
+        .config(Config::memory())
+        .capability("test/hang h@1.0.0".parse().unwrap())
+        .handler("test/hang", move |_call: Call| {
+            let (guard, started_tx) = (SendOnDrop(dropped_tx.clone()), started_tx.clone());
+            async move {
+                let _guard = guard;
+                let _ = started_tx.send(()).await;
+                std::future::pending::<Result<Answer, HandlerError>>().await
+            }
+        })
+        .spawn()
+        .await
+        .unwrap();
+    let bystander = client(&provider).await;
+    let requester = client(&provider).await;
+    let peer = provider.peer_id();
+    let node = requester.node().clone();
+    tokio::spawn(async move {
+        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(1));
+        node.request(peer, request).await
+    });
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+    assert!(dropped.try_recv().is_err(), "the call runs");
+    requester.shutdown().await;
+    let cancelled = tokio::time::timeout(WAIT, dropped.recv()).await;
+    assert!(
+        cancelled.is_ok(),
+        "the call is cancelled once the requester is gone"
+    );
+    // The provider serves on, other peers included.
+    let node = bystander.node().clone();
+    tokio::spawn(async move {
+        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(2));
+        node.request(peer, request).await
+    });
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+}
+
+/// Sends on its channel when dropped: a handler future that was cancelled.
+struct SendOnDrop(tokio::sync::mpsc::Sender<()>);
+
+impl Drop for SendOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(());
+    }
+}

@@ -166,3 +166,24 @@ async fn nobody_listening_is_no_swarm_key_matter() {
         }
     }
 }
+
+/// The node's own bootstrap dial may meet the peer first, and closing that
+/// peer's connections aborts a member dial still pending: that dial gets the
+/// same answer, not "aborted".
+#[tokio::test]
+async fn a_member_dial_racing_the_bootstrap_dial_names_both_meshes() {
+    let b = node(Config::loopback(), "b", None).await;
+    let addr = address(&b)
+        .await
+        .with(libp2p::multiaddr::Protocol::P2p(b.peer_id()));
+    for _ in 0..20 {
+        let mut config = Config::loopback();
+        config.bootstrap = vec![addr.clone()];
+        let a = node(config, "a", None).await;
+        let refused = a.dial_member(addr.clone()).await.unwrap_err();
+        assert!(
+            matches!(&refused, NodeError::OtherMesh { theirs: Some(theirs), .. } if theirs == "b"),
+            "{refused}"
+        );
+    }
+}

@@ -185,10 +185,19 @@ pub(crate) async fn serve(
         let Ok(slot) = slot else {
             break;
         };
-        let (peer, request, reply) = inbound.into_parts();
+        let (peer, request, mut reply) = inbound.into_parts();
         let receipts = receipts.clone();
         calls.spawn(async move {
-            match handler.call(Call { peer, request }).await {
+            let result = tokio::select! {
+                result = handler.call(Call { peer, request }) => result,
+                // Dropping the call cancels it (an exec handler's process
+                // is killed): nobody is left to read its answer.
+                () = reply.closed() => {
+                    tracing::debug!(%peer, capability = %kind, "the requester is gone: call cancelled");
+                    return;
+                }
+            };
+            match result {
                 Ok(mut answer) => {
                     if let Some(identity) = &receipts {
                         answer.receipt = Some(Box::new(Receipt::issue(

@@ -135,6 +135,14 @@ impl InboundRequest {
         ReplySink::new(self.reply)
     }
 
+    /// Resolves once the requester can no longer get the reply: its last
+    /// connection closed (it stopped, or gave up and hung up), or, for a
+    /// streaming reply, its stream ended. A handler that races its work
+    /// against this stops working for nobody.
+    pub async fn closed(&mut self) {
+        self.reply.closed().await;
+    }
+
     /// The request, and where its reply goes.
     pub(crate) fn into_parts(self) -> (PeerId, Request, Responder) {
         (self.peer, self.request, self.reply)
@@ -142,6 +150,14 @@ impl InboundRequest {
 }
 
 impl Responder {
+    /// See [`InboundRequest::closed`].
+    pub(crate) async fn closed(&mut self) {
+        match self {
+            Responder::Unary(reply) => reply.closed().await,
+            Responder::Stream(tx) => tx.closed().await,
+        }
+    }
+
     pub(crate) fn respond(self, answer: Answer) {
         // The requester may have given up already; there is no one to tell.
         match self {

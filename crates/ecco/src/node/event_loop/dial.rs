@@ -108,9 +108,22 @@ impl EventLoop {
     /// `peer` identified with another mesh's protocol `version`: every
     /// dial waiting for it fails, as all its connections are closed.
     pub(super) fn other_mesh(&mut self, peer: PeerId, version: &str) {
-        for (_, dial) in self.identifying.extract_if(|_, d| d.peer == peer) {
-            let _ = dial.reply.send(Err(NodeError::OtherMesh {
-                addr: dial.addr.to_string(),
+        let mut failed: Vec<(Multiaddr, DialReply)> = self
+            .identifying
+            .extract_if(|_, d| d.peer == peer)
+            .map(|(_, d)| (d.addr, d.reply))
+            .collect();
+        // Disconnecting the peer also aborts the dials to it still pending
+        // (the node's own bootstrap dial may have connected first): they
+        // get the same answer rather than "aborted".
+        failed.extend(
+            self.dials
+                .extract_if(|_, d| d.member && dialled_peer(&d.addr) == Some(peer))
+                .map(|(_, d)| (d.addr, d.reply)),
+        );
+        for (addr, reply) in failed {
+            let _ = reply.send(Err(NodeError::OtherMesh {
+                addr: addr.to_string(),
                 ours: self.mesh.clone(),
                 theirs: mesh_of(version).map(str::to_owned),
                 version: version.to_owned(),
@@ -196,4 +209,12 @@ fn handshake_failed(error: &DialError) -> bool {
         }
         _ => false,
     })
+}
+
+/// The peer an address names with a trailing `/p2p/<id>`, if any.
+fn dialled_peer(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
 }

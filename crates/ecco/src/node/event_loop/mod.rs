@@ -115,7 +115,9 @@ impl Queued {
     }
 }
 
-type PendingReply = BoxFuture<'static, (ResponseChannel<Reply>, Reply)>;
+/// An inbound request's reply on its way; `None` when the requester went
+/// away first (its answer could not reach it).
+type PendingReply = BoxFuture<'static, Option<(ResponseChannel<Reply>, Reply)>>;
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -140,6 +142,9 @@ pub(crate) struct EventLoop {
     listeners: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, NodeError>>)>,
     /// Inbound requests handed to the application, waiting for its reply.
     replies: FuturesUnordered<PendingReply>,
+    /// Per peer with requests in progress, set when its last connection
+    /// closes: those requests' handlers are then cancelled.
+    gone: HashMap<PeerId, watch::Sender<bool>>,
     /// At most this many inbound requests wait for the application at once.
     max_pending_replies: usize,
     request_timeout: Duration,
@@ -244,6 +249,7 @@ impl EventLoop {
             handshake_timeout: config.limits.handshake_timeout,
             listeners: HashMap::new(),
             replies: FuturesUnordered::new(),
+            gone: HashMap::new(),
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
             request_timeout: config.limits.request_timeout,
             gossip: gossip::State::new(identity, config, protocols.announcements.clone()),
@@ -289,9 +295,11 @@ impl EventLoop {
                     }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some((channel, reply)) = self.replies.next(), if !self.replies.is_empty() => {
-                    // Fails only if the connection closed meanwhile; the requester then knows.
-                    let _ = self.swarm.behaviour_mut().messaging.send_response(channel, reply);
+                Some(done) = self.replies.next(), if !self.replies.is_empty() => {
+                    if let Some((channel, reply)) = done {
+                        // Fails only if the connection closed meanwhile; the requester then knows.
+                        let _ = self.swarm.behaviour_mut().messaging.send_response(channel, reply);
+                    }
                 }
             }
         }
@@ -477,6 +485,9 @@ impl EventLoop {
                 self.dial_closed(connection_id, cause.as_ref());
                 if num_established == 0 {
                     tracing::debug!(%peer_id, ?cause, "disconnected");
+                    if let Some(gone) = self.gone.remove(&peer_id) {
+                        gone.send_replace(true);
+                    }
                     self.window.disconnected(&peer_id);
                     self.on_peer_lost(peer_id, peers::closed_on_error(cause.as_ref()));
                 }
@@ -608,15 +619,31 @@ impl EventLoop {
 
     fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Reply>) {
         match self.hand_over(peer, request) {
-            Ok(reply) => self.replies.push(Box::pin(async move {
-                let reply = reply.await.unwrap_or_else(|_| {
-                    refusal(
-                        RemoteErrorKind::HandlerFailed,
-                        "the handler dropped the request without answering".to_owned(),
-                    )
-                });
-                (channel, reply)
-            })),
+            Ok(reply) => {
+                let mut gone = self
+                    .gone
+                    .entry(peer)
+                    .or_insert_with(|| watch::channel(false).0)
+                    .subscribe();
+                self.replies.push(Box::pin(async move {
+                    tokio::select! {
+                        reply = reply => {
+                            let reply = reply.unwrap_or_else(|_| {
+                                refusal(
+                                    RemoteErrorKind::HandlerFailed,
+                                    "the handler dropped the request without answering"
+                                        .to_owned(),
+                                )
+                            });
+                            Some((channel, reply))
+                        }
+                        // The answer has no way back (a response travels on
+                        // the request's connection); dropping `reply` tells
+                        // the handler (`InboundRequest::closed`).
+                        _ = gone.wait_for(|gone| *gone) => None,
+                    }
+                }));
+            }
             Err(refused) => {
                 // Fails only if the connection closed meanwhile.
                 let _ = self
