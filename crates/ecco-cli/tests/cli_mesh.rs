@@ -5,73 +5,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
-use common::{bin, ecco, start_line, stderr};
+use common::{Running, bin, ecco, start, stderr};
 
-/// An `ecco agent` on loopback with extra flags, its logs (stderr) sent
-/// line by line to `logs`; killed when dropped.
-struct Agent {
-    child: Child,
-    addr: String,
-    logs: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(flags: &[&str]) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(bin())
-            .args(["--json", "agent", "--no-mdns"])
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--capability", "x/y a@1.0.0", "--handler", "echo"])
-            .arg("--identity")
-            .arg(dir.path().join("id.key"))
-            .args(flags)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = start_line(&mut child);
-        let (tx, logs) = mpsc::channel();
-        let err = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Agent {
-            child,
-            addr: started["listen"][0].as_str().unwrap().to_owned(),
-            logs,
-            _dir: dir,
-        }
-    }
-
-    /// Waits, at most 10 s, for a log line containing `text`.
-    fn logged(&self, text: &str) -> String {
-        loop {
-            match self.logs.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no log line with {text:?}: {e}"),
-            }
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An `ecco agent` on loopback with extra flags; killed when dropped.
+fn agent(flags: &[&str]) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["--json", "agent", "--no-mdns"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--capability", "x/y a@1.0.0", "--handler", "echo"])
+        .arg("--identity")
+        .arg(dir.path().join("id.key"))
+        .args(flags)
+        .env_remove("RUST_LOG");
+    start(cmd, dir)
 }
 
 /// A new swarm key file in `dir`, readable by its owner only.
@@ -87,7 +37,7 @@ fn swarm_key(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// `ecco discover x/y` through `agent`, with extra flags.
-fn discover(agent: &Agent, flags: &[&str]) -> Output {
+fn discover(agent: &Running, flags: &[&str]) -> Output {
     Command::new(bin())
         .args(["discover", "x/y", "--no-mdns", "--wait", "1s"])
         .args(["--bootstrap", &agent.addr])
@@ -109,7 +59,7 @@ fn error_line(out: &Output) -> String {
 
 #[test]
 fn a_bootstrap_peer_on_another_mesh_is_named_with_both_meshes() {
-    let agent = Agent::start(&[]);
+    let agent = agent(&[]);
     let out = discover(&agent, &["--mesh", "other"]);
     assert_eq!(
         error_line(&out),
@@ -118,12 +68,14 @@ fn a_bootstrap_peer_on_another_mesh_is_named_with_both_meshes() {
             agent.addr
         )
     );
-    // The agent says why it dropped the client, too.
-    let warning = agent.logged("refused peer");
-    assert!(warning.contains("WARN"), "{warning}");
-    assert!(
-        warning.contains("it is on mesh `other`, this node on mesh `ecco`"),
-        "{warning}"
+    // Said once: the error, not a warning of the client's node as well.
+    // (The agent warns too when the client's identify reaches it before
+    // the client hangs up, which is a race, so not checked here.)
+    assert_eq!(
+        stderr(&out).matches("is on mesh").count(),
+        1,
+        "{}",
+        stderr(&out)
     );
 }
 
@@ -134,7 +86,7 @@ fn a_wrong_swarm_key_is_named_as_the_likely_cause() {
         swarm_key(dir.path(), "ours"),
         swarm_key(dir.path(), "theirs"),
     );
-    let agent = Agent::start(&["--swarm-key", theirs.to_str().unwrap()]);
+    let agent = agent(&["--swarm-key", theirs.to_str().unwrap()]);
     let out = discover(&agent, &["--swarm-key", ours.to_str().unwrap()]);
     // The handshake fails at once or stalls until the bootstrap wait, by chance.
     let error = error_line(&out);
@@ -158,7 +110,7 @@ fn a_wrong_swarm_key_is_named_as_the_likely_cause() {
 fn a_missing_swarm_key_is_named_as_the_likely_cause() {
     let dir = tempfile::tempdir().unwrap();
     let key = swarm_key(dir.path(), "key");
-    let agent = Agent::start(&["--swarm-key", key.to_str().unwrap()]);
+    let agent = agent(&["--swarm-key", key.to_str().unwrap()]);
     let error = error_line(&discover(&agent, &[]));
     assert!(
         error.ends_with("(if that peer runs a private mesh, this node needs its swarm key)")

@@ -107,7 +107,8 @@ impl EventLoop {
 
     /// `peer` identified with another mesh's protocol `version`: every
     /// dial waiting for it fails, as all its connections are closed.
-    pub(super) fn other_mesh(&mut self, peer: PeerId, version: &str) {
+    /// Whether a dial was answered so.
+    pub(super) fn other_mesh(&mut self, peer: PeerId, version: &str) -> bool {
         let mut failed: Vec<(Multiaddr, DialReply)> = self
             .identifying
             .extract_if(|_, d| d.peer == peer)
@@ -121,6 +122,7 @@ impl EventLoop {
                 .extract_if(|_, d| d.member && dialled_peer(&d.addr) == Some(peer))
                 .map(|(_, d)| (d.addr, d.reply)),
         );
+        let told = !failed.is_empty();
         for (addr, reply) in failed {
             let _ = reply.send(Err(NodeError::OtherMesh {
                 addr: addr.to_string(),
@@ -129,6 +131,7 @@ impl EventLoop {
                 version: version.to_owned(),
             }));
         }
+        told
     }
 
     /// Identify failed on `connection` (a peer that does not speak it is

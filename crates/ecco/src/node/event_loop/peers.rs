@@ -70,15 +70,16 @@ impl EventLoop {
             // Another mesh (or not Ecco): free the connection slot, and do not
             // let mDNS bring it back. Warned once per peer, not on every
             // connection it makes; not at all for what mDNS found, as
-            // meshes sharing a LAN find each other there by design.
+            // meshes sharing a LAN find each other there by design, nor
+            // when a caller's dial gets the reason as its error.
             let why = mismatch(&self.mesh, &info.protocol_version);
-            if self.foreign.contains(&peer_id) || self.mdns_found.contains(&peer_id) {
-                tracing::debug!("refused peer {peer_id} again: it {why}");
+            let told = self.other_mesh(peer_id, &info.protocol_version);
+            if told || self.foreign.contains(&peer_id) || self.mdns_found.contains(&peer_id) {
+                tracing::debug!("refused peer {peer_id}: it {why}");
             } else {
                 tracing::warn!("refused peer {peer_id}: it {why}");
             }
             self.foreign.insert(peer_id);
-            self.other_mesh(peer_id, &info.protocol_version);
             let _ = self.swarm.disconnect_peer_id(peer_id);
             return;
         }
