@@ -7,7 +7,7 @@ mod gossip;
 mod peers;
 mod window;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,6 +145,11 @@ pub(crate) struct EventLoop {
     /// Per peer with requests in progress, set when its last connection
     /// closes: those requests' handlers are then cancelled.
     gone: HashMap<PeerId, watch::Sender<bool>>,
+    /// Connections on which this node answered the peer's identify request.
+    identify_sent: HashSet<ConnectionId>,
+    /// Connections of peers of another mesh to close once the peer has this
+    /// node's identify, or after `peers::REFUSE_GRACE`.
+    refusing: HashMap<ConnectionId, tokio::time::Instant>,
     /// At most this many inbound requests wait for the application at once.
     max_pending_replies: usize,
     request_timeout: Duration,
@@ -250,6 +255,8 @@ impl EventLoop {
             listeners: HashMap::new(),
             replies: FuturesUnordered::new(),
             gone: HashMap::new(),
+            identify_sent: HashSet::new(),
+            refusing: HashMap::new(),
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
             request_timeout: config.limits.request_timeout,
             gossip: gossip::State::new(identity, config, protocols.announcements.clone()),
@@ -280,6 +287,7 @@ impl EventLoop {
                     self.on_tick();
                     self.dht_prune();
                     self.dials_expire();
+                    self.refuse_late();
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
@@ -483,6 +491,8 @@ impl EventLoop {
                 ..
             } => {
                 self.dial_closed(connection_id, cause.as_ref());
+                self.identify_sent.remove(&connection_id);
+                self.refusing.remove(&connection_id);
                 if num_established == 0 {
                     tracing::debug!(%peer_id, ?cause, "disconnected");
                     if let Some(gone) = self.gone.remove(&peer_id) {

@@ -2,6 +2,7 @@
 //! connection sets off.
 
 use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 
 use libp2p::swarm::ConnectionError;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -11,6 +12,10 @@ use super::EventLoop;
 use super::fetch::Fetch;
 use crate::discovery::Source;
 use crate::node::{Event, mismatch};
+
+/// How long a peer of another mesh may wait for this node's identify
+/// before it is disconnected anyway.
+pub(super) const REFUSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Most peers remembered as belonging to another mesh, or as found by mDNS.
 const MAX_REMEMBERED: usize = 1024;
@@ -48,6 +53,33 @@ pub(super) fn closed_on_error(cause: Option<&ConnectionError>) -> bool {
 }
 
 impl EventLoop {
+    /// Closes the connection of a peer of another mesh once the peer has
+    /// this node's identify on it: hanging up before that would leave it
+    /// guessing why (a dialler waiting in `Node::dial_member` could not name
+    /// the two meshes). Each connection is closed on its own identify, not
+    /// the peer's others, which may not have had theirs yet.
+    fn refuse(&mut self, connection: libp2p::swarm::ConnectionId) {
+        if self.identify_sent.contains(&connection) {
+            self.swarm.close_connection(connection);
+        } else {
+            self.refusing
+                .insert(connection, tokio::time::Instant::now());
+        }
+    }
+
+    /// Closes the connections of peers of another mesh that did not ask for
+    /// this node's identify within `REFUSE_GRACE`.
+    pub(super) fn refuse_late(&mut self) {
+        let late: Vec<libp2p::swarm::ConnectionId> = self
+            .refusing
+            .extract_if(|_, since| since.elapsed() >= REFUSE_GRACE)
+            .map(|(connection, _)| connection)
+            .collect();
+        for connection in late {
+            self.swarm.close_connection(connection);
+        }
+    }
+
     pub(super) fn on_identify(&mut self, event: identify::Event) {
         let (connection_id, peer_id, info) = match event {
             identify::Event::Received {
@@ -61,6 +93,13 @@ impl EventLoop {
                 ..
             } => {
                 self.identify_failed(connection_id, &error);
+                return;
+            }
+            identify::Event::Sent { connection_id, .. } => {
+                self.identify_sent.insert(connection_id);
+                if self.refusing.remove(&connection_id).is_some() {
+                    self.swarm.close_connection(connection_id);
+                }
                 return;
             }
             _ => return,
@@ -80,7 +119,7 @@ impl EventLoop {
                 tracing::warn!("refused peer {peer_id}: it {why}");
             }
             self.foreign.insert(peer_id);
-            let _ = self.swarm.disconnect_peer_id(peer_id);
+            self.refuse(connection_id);
             return;
         }
         self.member_identified(connection_id);
