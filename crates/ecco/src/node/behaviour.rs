@@ -13,6 +13,7 @@ use libp2p::{
 use super::codec::Codec;
 use super::config::Config;
 use super::fetch;
+use super::lazy::Lazy;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -20,14 +21,17 @@ pub(crate) struct Behaviour {
     pub(crate) allow: Toggle<allow_block_list::Behaviour<allow_block_list::AllowedPeers>>,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) memory: memory_connection_limits::Behaviour,
-    pub(crate) identify: identify::Behaviour,
-    pub(crate) ping: ping::Behaviour,
+    // Everything but messaging is polled only when it has work (see `lazy`):
+    // a request wakes the node and its connections many times, and polling
+    // all of these each time cost more CPU per round trip than the rest.
+    pub(crate) identify: Lazy<identify::Behaviour>,
+    pub(crate) ping: Lazy<ping::Behaviour>,
     pub(crate) messaging: request_response::Behaviour<Codec>,
-    pub(crate) fetch: request_response::Behaviour<fetch::Codec>,
-    pub(crate) streams: libp2p_stream::Behaviour,
-    pub(crate) kad: Toggle<kad::Behaviour<MemoryStore>>,
-    pub(crate) gossipsub: Toggle<gossipsub::Behaviour>,
-    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) fetch: Lazy<request_response::Behaviour<fetch::Codec>>,
+    pub(crate) streams: Lazy<libp2p_stream::Behaviour>,
+    pub(crate) kad: Toggle<Lazy<kad::Behaviour<MemoryStore>>>,
+    pub(crate) gossipsub: Toggle<Lazy<gossipsub::Behaviour>>,
+    pub(crate) mdns: Toggle<Lazy<mdns::tokio::Behaviour>>,
 }
 
 /// The protocol ids of a mesh, namespaced by its name.
@@ -119,21 +123,21 @@ impl Behaviour {
             allow: allow.into(),
             limits: connection_limits::Behaviour::new(limits),
             memory: memory_connection_limits::Behaviour::with_max_percentage(l.max_memory_fraction),
-            identify: identify::Behaviour::new(
+            identify: Lazy::new(identify::Behaviour::new(
                 identify::Config::new(protocols.identify.clone(), key.public())
                     .with_agent_version(format!("ecco/{}", env!("CARGO_PKG_VERSION")))
                     // Only the external addresses, which leave loopback out
                     // when there are others (`event_loop::advertise`): by
                     // default identify sends every listen address.
                     .with_hide_listen_addrs(true),
-            ),
-            ping: ping::Behaviour::default(),
+            )),
+            ping: Lazy::new(ping::Behaviour::default()),
             messaging,
-            fetch,
-            streams: libp2p_stream::Behaviour::new(),
-            kad: kad.into(),
-            gossipsub: gossipsub.into(),
-            mdns: mdns.into(),
+            fetch: Lazy::new(fetch),
+            streams: Lazy::new(libp2p_stream::Behaviour::new()),
+            kad: kad.map(Lazy::handlers_only).into(),
+            gossipsub: gossipsub.map(Lazy::new).into(),
+            mdns: mdns.map(Lazy::new).into(),
         })
     }
 }

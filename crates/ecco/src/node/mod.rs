@@ -22,6 +22,7 @@ mod config;
 mod event_loop;
 mod fetch;
 mod handle;
+mod lazy;
 mod messaging;
 mod streaming;
 mod swarm;

@@ -147,8 +147,9 @@ pub(crate) struct EventLoop {
     gone: HashMap<PeerId, watch::Sender<bool>>,
     /// Connections on which this node answered the peer's identify request.
     identify_sent: HashSet<ConnectionId>,
-    /// Connections of peers of another mesh to close once the peer has this
-    /// node's identify, or after `peers::REFUSE_GRACE`.
+    /// Connections of peers of another mesh, and when to close them:
+    /// `peers::REFUSE_LINGER` after the peer has this node's identify, at
+    /// the latest `peers::REFUSE_GRACE` after the refusal.
     refusing: HashMap<ConnectionId, tokio::time::Instant>,
     /// At most this many inbound requests wait for the application at once.
     max_pending_replies: usize,

@@ -17,6 +17,15 @@ use crate::node::{Event, mismatch};
 /// before it is disconnected anyway.
 pub(super) const REFUSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a connection to a peer of another mesh stays open after this
+/// node's identify went out on it. "Sent" means written, not read: hanging
+/// up at once could close the connection under the identify the peer has
+/// not read yet, and the peer would not learn why (seen in about one run in
+/// six of `a_member_dial_racing_the_bootstrap_dial_names_both_meshes`).
+/// Checked on the event loop's tick, so a connection closes 250–500 ms
+/// after.
+pub(super) const REFUSE_LINGER: Duration = Duration::from_millis(250);
+
 /// Most peers remembered as belonging to another mesh, or as found by mDNS.
 const MAX_REMEMBERED: usize = 1024;
 
@@ -53,26 +62,28 @@ pub(super) fn closed_on_error(cause: Option<&ConnectionError>) -> bool {
 }
 
 impl EventLoop {
-    /// Closes the connection of a peer of another mesh once the peer has
-    /// this node's identify on it: hanging up before that would leave it
-    /// guessing why (a dialler waiting in `Node::dial_member` could not name
-    /// the two meshes). Each connection is closed on its own identify, not
-    /// the peer's others, which may not have had theirs yet.
+    /// Closes the connection of a peer of another mesh once the peer has had
+    /// time to read this node's identify on it (`REFUSE_LINGER`): hanging up
+    /// before that would leave it guessing why (a dialler waiting in
+    /// `Node::dial_member` could not name the two meshes). Each connection
+    /// is closed on its own identify, not the peer's others, which may not
+    /// have had theirs yet.
     fn refuse(&mut self, connection: libp2p::swarm::ConnectionId) {
-        if self.identify_sent.contains(&connection) {
-            self.swarm.close_connection(connection);
+        let wait = if self.identify_sent.contains(&connection) {
+            REFUSE_LINGER
         } else {
-            self.refusing
-                .insert(connection, tokio::time::Instant::now());
-        }
+            REFUSE_GRACE
+        };
+        self.refusing
+            .insert(connection, tokio::time::Instant::now() + wait);
     }
 
-    /// Closes the connections of peers of another mesh that did not ask for
-    /// this node's identify within `REFUSE_GRACE`.
+    /// Closes the connections of peers of another mesh whose time is up.
     pub(super) fn refuse_late(&mut self) {
+        let now = tokio::time::Instant::now();
         let late: Vec<libp2p::swarm::ConnectionId> = self
             .refusing
-            .extract_if(|_, since| since.elapsed() >= REFUSE_GRACE)
+            .extract_if(|_, deadline| *deadline <= now)
             .map(|(connection, _)| connection)
             .collect();
         for connection in late {
@@ -97,8 +108,8 @@ impl EventLoop {
             }
             identify::Event::Sent { connection_id, .. } => {
                 self.identify_sent.insert(connection_id);
-                if self.refusing.remove(&connection_id).is_some() {
-                    self.swarm.close_connection(connection_id);
+                if let Some(deadline) = self.refusing.get_mut(&connection_id) {
+                    *deadline = (*deadline).min(tokio::time::Instant::now() + REFUSE_LINGER);
                 }
                 return;
             }
