@@ -414,7 +414,9 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "offers": known,
             "runs": runs,
             "negotiation": negotiation,
-            "registry": url,
+            // Both stopped with the demo unless it keeps running: a URL
+            // would point at nothing.
+            "registry": url.as_ref().filter(|_| args.keep_running),
             "dashboard": dashboard,
             "reputation": reputation,
             "rated": rated,

@@ -173,12 +173,14 @@ fn run_outcomes_are_objects_with_named_fields() {
 }
 
 #[test]
-fn without_keep_running_the_report_gives_no_dashboard() {
+fn without_keep_running_the_report_gives_no_registry_nor_dashboard_url() {
     let out = demo();
     // The demo stopped its registry before printing: a link would be dead.
-    assert!(out["dashboard"].is_null(), "{out}");
-    assert!(
-        out.as_object().unwrap().contains_key("dashboard"),
-        "dashboard is null, not absent: {out}"
-    );
+    for key in ["registry", "dashboard"] {
+        assert!(out[key].is_null(), "{key}: {out}");
+        assert!(
+            out.as_object().unwrap().contains_key(key),
+            "{key} is null, not absent: {out}"
+        );
+    }
 }

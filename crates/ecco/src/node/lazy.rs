@@ -23,8 +23,8 @@
 //! changed it", so a behaviour that follows the `poll` contract behaves as
 //! before. Kademlia does not quite (it finds a query timed out only when
 //! polled, with no timer to wake it), so only its handlers are lazy
-//! ([`Lazy::handlers_only`]). `poll_close`, `listen_protocol` and `connection_keep_alive` are
-//! passed straight through.
+//! ([`Lazy::handlers_only`]). `poll_close`, `listen_protocol` and
+//! `connection_keep_alive` are passed straight through.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
