@@ -619,30 +619,22 @@ mod negotiation {
     }
 }
 
-/// Sets its flag when dropped: shows that a handler's future was cancelled.
-struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-#[tokio::test]
-async fn shutdown_cancels_the_handler_calls_still_running() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    let dropped = Arc::new(AtomicBool::new(false));
-    let (started_tx, mut started) = tokio::sync::mpsc::channel(1);
-    let flag = dropped.clone();
+/// A provider of `test/hang`, whose calls run until cancelled. The first
+/// receiver hears of each call starting, the second of each call dropped.
+async fn hanging_provider() -> (
+    Agent,
+    tokio::sync::mpsc::Receiver<()>,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    let (dropped_tx, dropped) = tokio::sync::mpsc::channel(1);
+    let (started_tx, started) = tokio::sync::mpsc::channel(1);
     let provider = Agent::builder()
         .config(Config::memory())
         .capability("test/hang h@1.0.0".parse().unwrap())
         .handler("test/hang", move |_call: Call| {
-            let (flag, started_tx) = (DropFlag(flag.clone()), started_tx.clone());
+            let (guard, started_tx) = (SendOnDrop(dropped_tx.clone()), started_tx.clone());
             async move {
-                let _flag = flag;
+                let _guard = guard;
                 let _ = started_tx.send(()).await;
                 // Stands for a handler process that runs long.
                 std::future::pending::<Result<Answer, HandlerError>>().await
@@ -651,20 +643,30 @@ async fn shutdown_cancels_the_handler_calls_still_running() {
         .spawn()
         .await
         .unwrap();
-    let client = client(&provider).await;
-    let peer = provider.peer_id();
+    (provider, started, dropped)
+}
+
+/// Calls `test/hang` on `peer` from `client`, in the background.
+fn call_hang(client: &Agent, peer: PeerId, payload: u32) {
     let node = client.node().clone();
     tokio::spawn(async move {
-        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(1));
+        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(payload));
         node.request(peer, request).await
     });
+}
+
+#[tokio::test]
+async fn shutdown_cancels_the_handler_calls_still_running() {
+    let (provider, mut started, mut dropped) = hanging_provider().await;
+    let client = client(&provider).await;
+    call_hang(&client, provider.peer_id(), 1);
     tokio::time::timeout(WAIT, started.recv()).await.unwrap();
-    assert!(!dropped.load(Ordering::SeqCst));
+    assert!(dropped.try_recv().is_err(), "the call runs");
     provider.shutdown().await;
     // Detached calls would have run on with the runtime: a CLI agent
     // exiting would leave its handler processes behind.
     assert!(
-        dropped.load(Ordering::SeqCst),
+        dropped.try_recv().is_ok(),
         "the call is cancelled by the time shutdown returns"
     );
 }
@@ -674,30 +676,11 @@ async fn shutdown_cancels_the_handler_calls_still_running() {
 /// its own timeout.
 #[tokio::test]
 async fn a_call_is_cancelled_when_its_requester_goes_away() {
-    let (dropped_tx, mut dropped) = tokio::sync::mpsc::channel(1);
-    let (started_tx, mut started) = tokio::sync::mpsc::channel(1);
-    let provider = Agent::builder()
-        .config(Config::memory())
-        .capability("test/hang h@1.0.0".parse().unwrap())
-        .handler("test/hang", move |_call: Call| {
-            let (guard, started_tx) = (SendOnDrop(dropped_tx.clone()), started_tx.clone());
-            async move {
-                let _guard = guard;
-                let _ = started_tx.send(()).await;
-                std::future::pending::<Result<Answer, HandlerError>>().await
-            }
-        })
-        .spawn()
-        .await
-        .unwrap();
+    let (provider, mut started, mut dropped) = hanging_provider().await;
     let bystander = client(&provider).await;
     let requester = client(&provider).await;
     let peer = provider.peer_id();
-    let node = requester.node().clone();
-    tokio::spawn(async move {
-        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(1));
-        node.request(peer, request).await
-    });
+    call_hang(&requester, peer, 1);
     tokio::time::timeout(WAIT, started.recv()).await.unwrap();
     assert!(dropped.try_recv().is_err(), "the call runs");
     requester.shutdown().await;
@@ -707,11 +690,7 @@ async fn a_call_is_cancelled_when_its_requester_goes_away() {
         "the call is cancelled once the requester is gone"
     );
     // The provider serves on, other peers included.
-    let node = bystander.node().clone();
-    tokio::spawn(async move {
-        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(2));
-        node.request(peer, request).await
-    });
+    call_hang(&bystander, peer, 2);
     tokio::time::timeout(WAIT, started.recv()).await.unwrap();
 }
 
