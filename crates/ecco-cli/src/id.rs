@@ -33,8 +33,18 @@ pub(crate) struct Args {
     passphrase_file: Option<PathBuf>,
     /// Encrypts the existing plaintext key file with the passphrase given
     /// (--passphrase-file or ECCO_PASSPHRASE).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["decrypt", "new_passphrase_file"])]
     encrypt: bool,
+    /// Changes the passphrase of the encrypted key file to the one in FILE
+    /// (less one trailing newline); the current passphrase comes from
+    /// --passphrase-file or ECCO_PASSPHRASE. The file is rewritten
+    /// atomically, with the default key-derivation parameters.
+    #[arg(long, value_name = "FILE", conflicts_with = "decrypt")]
+    new_passphrase_file: Option<PathBuf>,
+    /// Removes the encryption of the encrypted key file, given its
+    /// passphrase (--passphrase-file or ECCO_PASSPHRASE).
+    #[arg(long)]
+    decrypt: bool,
 }
 
 /// A key file and where its passphrase is.
@@ -117,6 +127,11 @@ pub(crate) fn run(args: Args, json: bool) -> anyhow::Result<()> {
     let given = passphrase::read(args.passphrase_file.as_deref())?;
     let (peer_id, encrypted) = if args.encrypt {
         encrypt(&path, given.as_ref())?
+    } else if let Some(file) = &args.new_passphrase_file {
+        let new = passphrase::from_file(file)?;
+        reencrypt(&path, given.as_ref(), Some(&new))?
+    } else if args.decrypt {
+        reencrypt(&path, given.as_ref(), None)?
     } else {
         show(&path, given.as_ref())?
     };
@@ -180,6 +195,50 @@ fn encrypt(path: &Path, given: Option<&Given>) -> anyhow::Result<(PeerId, bool)>
         )
         .with_context(|| format!("cannot encrypt identity file {}", path.display()))?;
     Ok((identity.peer_id(), true))
+}
+
+/// Rewrites the encrypted key file at `path` (atomically) encrypted with
+/// `new`, or in plaintext without it, after checking the current passphrase.
+/// A new passphrase gets the default key-derivation parameters, as a new key
+/// does: rotating a passphrase is also when older, weaker parameters go.
+fn reencrypt(
+    path: &Path,
+    given: Option<&Given>,
+    new: Option<&Given>,
+) -> anyhow::Result<(PeerId, bool)> {
+    let (flag, verb) = match new {
+        Some(_) => ("--new-passphrase-file", "change its passphrase"),
+        None => ("--decrypt", "decrypt"),
+    };
+    let Some(given) = given else {
+        bail!(
+            "{flag} needs the key's current passphrase: give it with {}",
+            passphrase::HOW
+        );
+    };
+    match ecco::identity::inspect(path) {
+        Ok(info) if info.encrypted => {}
+        Ok(_) => bail!(
+            "identity file {} is not encrypted: nothing to {verb} (`ecco id --encrypt` \
+             encrypts it)",
+            path.display()
+        ),
+        Err(ecco::identity::Error::NotFound { .. }) => bail!(
+            "identity file {} not found: nothing to {verb}",
+            path.display()
+        ),
+        Err(e) => return Err(explain(e, path, None)),
+    }
+    let identity =
+        Identity::load(path, Some(&given.passphrase)).map_err(|e| explain(e, path, Some(given)))?;
+    identity
+        .save_with(
+            path,
+            new.map(|g| &g.passphrase),
+            &SaveOptions::new().overwrite(true),
+        )
+        .with_context(|| format!("cannot rewrite identity file {}", path.display()))?;
+    Ok((identity.peer_id(), new.is_some()))
 }
 
 #[derive(Debug, Subcommand)]

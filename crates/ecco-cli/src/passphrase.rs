@@ -34,7 +34,10 @@ pub(crate) fn read(file: Option<&Path>) -> anyhow::Result<Option<Given>> {
     }
 }
 
-fn from_file(path: &Path) -> anyhow::Result<Given> {
+/// The passphrase in `file` (its content, less one trailing `\n` or
+/// `\r\n`); empty is an error. A file that the group or others can read
+/// is used, with a warning, as a key file is.
+pub(crate) fn from_file(path: &Path) -> anyhow::Result<Given> {
     // Sized up front so the buffer never moves, leaving no copy behind.
     let mut text = String::with_capacity(MAX_FILE_SIZE + 1);
     let limit = u64::try_from(MAX_FILE_SIZE + 1).unwrap_or(u64::MAX);
@@ -47,6 +50,7 @@ fn from_file(path: &Path) -> anyhow::Result<Given> {
             path.display()
         );
     }
+    crate::id::warn_if_shared(path, "passphrase file");
     strip_newline(&mut text);
     if text.is_empty() {
         bail!(

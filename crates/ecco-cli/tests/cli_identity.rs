@@ -412,16 +412,24 @@ fn id_encrypt_encrypts_a_plaintext_key_once() {
         plain["peer_id"].as_str().unwrap()
     );
 
-    let before = std::fs::read(&key).unwrap();
-    fails(&run(&encrypt[1..], None), "is already encrypted");
-    assert_eq!(std::fs::read(&key).unwrap(), before, "left alone");
-    let missing = dir.path().join("missing.key");
+    fails_untouched(&key, &encrypt[1..], None, "is already encrypted");
+    refuses_a_missing_key(dir.path(), "--encrypt", "encrypt");
+}
+
+/// Asserts that `args` fails saying `expected` and leaves `key` as it was.
+fn fails_untouched(key: &Path, args: &[&str], pass: Option<&str>, expected: &str) {
+    let before = std::fs::read(key).unwrap();
+    fails(&run(args, pass), expected);
+    assert_eq!(std::fs::read(key).unwrap(), before, "left alone");
+}
+
+/// Asserts that `ecco id FLAG` on a key file that does not exist fails,
+/// saying there is nothing to `verb`, and creates none.
+fn refuses_a_missing_key(dir: &Path, flag: &str, verb: &str) {
+    let missing = dir.join("missing.key");
     fails(
-        &run(
-            &["id", "--identity", text(&missing), "--encrypt"],
-            Some(PASS),
-        ),
-        "not found: nothing to encrypt",
+        &run(&["id", "--identity", text(&missing), flag], Some(PASS)),
+        &format!("not found: nothing to {verb}"),
     );
     assert!(!missing.exists());
 }
@@ -507,18 +515,136 @@ fn loading_a_swarm_key_open_to_others_warns() {
         "--swarm-key",
         text(&file),
     ];
-    let out = run(&discover, None);
+    warns_once_open_to_others(&discover, &file, "swarm key file");
+}
+
+/// Runs `args` (which must succeed) with `file` mode 0600, then 0644: it
+/// warns, once, only the second time, naming `what` and the `chmod` to run.
+fn warns_once_open_to_others(args: &[&str], file: &Path, what: &str) {
+    chmod(file, 0o600);
+    let out = run(args, None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
 
-    chmod(&file, 0o644);
-    let out = run(&discover, None);
-    assert!(out.status.success(), "{}", stderr(&out));
+    chmod(file, 0o644);
+    let out = run(args, None);
+    assert!(out.status.success(), "still used: {}", stderr(&out));
     let err = stderr(&out);
     let warnings: Vec<&str> = err
         .lines()
         .filter(|l| l.contains(&format!("chmod 600 {}", file.display())))
         .collect();
     assert_eq!(warnings.len(), 1, "{err}");
-    assert!(warnings[0].contains("swarm key file"), "{err}");
+    assert!(warnings[0].contains(what), "{err}");
+}
+
+/// A passphrase file holding `pass` and a newline, mode 0600.
+fn passphrase_file(path: &Path, pass: &str) {
+    std::fs::write(path, format!("{pass}\n")).unwrap();
+    chmod(path, 0o600);
+}
+
+#[test]
+fn id_changes_a_passphrase_then_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.key");
+    let peer = encrypted_key(&key, PASS);
+    let new = dir.path().join("new.txt");
+    passphrase_file(&new, "a new passphrase");
+    let change = [
+        "--json",
+        "id",
+        "--identity",
+        text(&key),
+        "--new-passphrase-file",
+        text(&new),
+    ];
+    fails_untouched(
+        &key,
+        &change[1..],
+        None,
+        "needs the key's current passphrase",
+    );
+    fails_untouched(
+        &key,
+        &change[1..],
+        Some("not it"),
+        "wrong passphrase for identity file",
+    );
+
+    let changed = run_json(&change, Some(PASS));
+    assert_eq!(changed["peer_id"], peer.as_str());
+    assert_eq!(changed["encrypted"], true);
+    assert_eq!(mode(&key), 0o600);
+    let info = ecco::identity::inspect(&key).unwrap();
+    assert!(info.encrypted);
+    assert_eq!(
+        info.kdf,
+        Some(KdfParams::DEFAULT),
+        "rotated to the default parameters"
+    );
+    assert!(matches!(
+        Identity::load(&key, Some(&Passphrase::new(PASS).unwrap())),
+        Err(ecco::identity::Error::WrongPassphrase { .. })
+    ));
+    let loaded = Identity::load(&key, Some(&Passphrase::new("a new passphrase").unwrap())).unwrap();
+    assert_eq!(loaded.peer_id().to_base58(), peer);
+
+    let decrypt = ["--json", "id", "--identity", text(&key), "--decrypt"];
+    fails(
+        &run(&decrypt[1..], Some(PASS)),
+        "wrong passphrase for identity file",
+    );
+    let mut with_file = decrypt.to_vec();
+    with_file.extend(["--passphrase-file", text(&new)]);
+    let decrypted = run_json(&with_file, None);
+    assert_eq!(decrypted["peer_id"], peer.as_str());
+    assert_eq!(decrypted["encrypted"], false);
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(
+        Identity::load(&key, None).unwrap().peer_id().to_base58(),
+        peer
+    );
+
+    fails_untouched(
+        &key,
+        &decrypt[1..],
+        Some(PASS),
+        "is not encrypted: nothing to decrypt",
+    );
+    fails_untouched(
+        &key,
+        &change[1..],
+        Some(PASS),
+        "is not encrypted: nothing to change",
+    );
+    refuses_a_missing_key(dir.path(), "--decrypt", "decrypt");
+
+    let both = run(
+        &["id", "--identity", text(&key), "--encrypt", "--decrypt"],
+        Some(PASS),
+    );
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    assert!(
+        stderr(&both).contains("cannot be used with"),
+        "{}",
+        stderr(&both)
+    );
+}
+
+#[test]
+fn a_passphrase_file_open_to_others_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.key");
+    encrypted_key(&key, PASS);
+    let pass = dir.path().join("pass.txt");
+    passphrase_file(&pass, PASS);
+    let id = [
+        "id",
+        "--identity",
+        text(&key),
+        "--passphrase-file",
+        text(&pass),
+    ];
+    warns_once_open_to_others(&id, &pass, "passphrase file");
 }
