@@ -42,6 +42,12 @@ pub(crate) struct Args {
     // No clap default: it would hide the file's value.
     #[arg(long)]
     handler_timeout: Option<String>,
+    /// Keeps handler failures' details (an exec command's stderr and exit
+    /// status, an HTTP handler's error body) in this agent's log: askers
+    /// get only "the handler failed" and a reference to the log line. For
+    /// agents open to strangers (default: the file's `private_errors`).
+    #[arg(long)]
+    private_errors: bool,
     /// A registry to register with and heartbeat to (http:// or https://).
     #[arg(long, env = "ECCO_REGISTRY")]
     registry: Option<String>,
@@ -68,6 +74,7 @@ struct File {
     identity: Option<PathBuf>,
     passphrase_file: Option<PathBuf>,
     handler_timeout: Option<String>,
+    private_errors: Option<bool>,
     registry: Option<String>,
     registry_ca: Option<PathBuf>,
     name: Option<String>,
@@ -130,6 +137,12 @@ fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
     Ok((config, timeout))
 }
 
+/// Whether failures' details stay in the log: the flag, or the file's
+/// `private_errors = true`.
+fn private_errors(args: &Args, file: &File) -> bool {
+    args.private_errors || file.private_errors == Some(true)
+}
+
 /// Reads the TOML file. Relative paths in it (handler commands, the swarm
 /// key, the identity, the registry CA) are relative to the file's directory,
 /// wherever `ecco agent` is started; the directory is returned.
@@ -181,11 +194,15 @@ pub(crate) async fn run(args: Args, json_out: bool) -> anyhow::Result<()> {
             "an agent needs at least one capability (--capability or [[capability]] in --config)"
         );
     }
+    let private = private_errors(&args, &file);
     let (identity, _) = crate::id::load(crate::id::Key {
         path: args.identity.or(file.identity),
         passphrase_file: args.passphrase_file.or(file.passphrase_file),
     })?;
-    let mut builder = Agent::builder().identity(identity).config(config.clone());
+    let mut builder = Agent::builder()
+        .identity(identity)
+        .config(config.clone())
+        .private_errors(private);
     if let Some(url) = args.registry.or(file.registry) {
         builder = builder.registry(url);
     }
@@ -282,6 +299,21 @@ mod tests {
 
         let (_, timeout) = settled(&[], "");
         assert_eq!(timeout, Duration::from_secs(30), "the default");
+    }
+
+    #[test]
+    fn errors_are_private_by_the_flag_or_the_file() {
+        let private = |flags: &[&str], file: &str| {
+            let args = Cli::try_parse_from(std::iter::once("agent").chain(flags.iter().copied()))
+                .unwrap()
+                .args;
+            private_errors(&args, &toml::from_str(file).unwrap())
+        };
+        assert!(!private(&[], ""), "off by default");
+        assert!(private(&["--private-errors"], ""));
+        assert!(private(&[], "private_errors = true"));
+        assert!(!private(&[], "private_errors = false"));
+        assert!(private(&["--private-errors"], "private_errors = false"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{agent, answer, ecco, ecco_json, start};
+use common::{agent, agent_with_logs_and, answer, ask_args, ecco, ecco_json, start, stderr};
 
 #[test]
 fn discover_and_ask_with_every_aggregation_strategy() {
@@ -202,16 +202,8 @@ fn first_response_answers_at_the_fastest_agents_pace() {
 fn ask_without_an_answer_fails() {
     let broken = agent("calc/div broken@1.0.0", "exec:exit 1", None);
     let asked = |extra: &[&str]| {
-        let mut args = vec![
-            "--json",
-            "ask",
-            "calc/div",
-            "--input",
-            "[1, 0]",
-            "--no-mdns",
-            "--bootstrap",
-            &broken.addr,
-        ];
+        let mut args = vec!["--json"];
+        args.extend(ask_args("calc/div", "[1, 0]", &broken));
         args.extend_from_slice(extra);
         let out = ecco(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -243,6 +235,38 @@ fn ask_without_an_answer_fails() {
     let (report, stderr) = asked(&["--select", "all", "--candidates", "2", "--min-agents", "2"]);
     assert_eq!(report["consensus"]["answer"], 0, "{report}");
     assert!(stderr.contains("--min-agents 2"), "{stderr}");
+}
+
+/// `--private-errors`: the asker learns that the handler failed and a
+/// reference, not what the command wrote on stderr; the agent's log has
+/// both, so that its operator finds the failure from the reference.
+#[test]
+fn private_errors_keep_a_command_s_stderr_in_the_agent_s_log() {
+    let mut private = agent_with_logs_and(
+        "calc/div private@1.0.0",
+        "exec:echo 'password for db: hunter2' >&2; exit 3",
+        &["--private-errors"],
+    );
+    let out = ecco(&ask_args("calc/div", "[1, 0]", &private));
+    let asked = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!out.status.success(), "{asked}");
+    assert!(!asked.contains("hunter2"), "{asked}");
+    let reference: String = asked
+        .split("reference ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reference in: {asked}"))
+        .chars()
+        .take(8)
+        .collect();
+    let logs = private.stop_and_read_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&reference))
+        .unwrap_or_else(|| panic!("reference {reference} not logged: {logs}"));
+    assert!(
+        line.contains("hunter2") && line.contains("exit status: 3"),
+        "{line}"
+    );
 }
 
 /// Every bad input gives one error line on stderr (after any warnings the

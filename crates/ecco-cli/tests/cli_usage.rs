@@ -7,14 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
 
-use common::{agent, agent_with_logs, answer, ecco, stderr};
+use common::{agent, agent_with_logs, answer, ask_args, ecco, stderr};
 
 /// Bad flag values and combinations: exit 2, one line quoting the value.
 #[test]
@@ -219,17 +218,9 @@ fn verdicts_read_as_words() {
     assert_eq!(json["consensus"]["tied"], true, "{json}");
 
     let broken = agent("calc/div b@1.0.0", "exec:exit 1", None);
-    let out = ecco(&[
-        "ask",
-        "calc/div",
-        "--input",
-        "[1, 0]",
-        "--no-mdns",
-        "--bootstrap",
-        &broken.addr,
-        "--wait",
-        "1s",
-    ]);
+    let mut args = ask_args("calc/div", "[1, 0]", &broken);
+    args.extend(["--wait", "1s"]);
+    let out = ecco(&args);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(report.contains("verdict     all failed"), "{report}");
     assert!(!report.contains("AllFailed"), "{report}");
@@ -336,15 +327,6 @@ fn a_cause_is_said_once() {
 fn the_first_agent_does_not_warn_about_bootstrapping() {
     let mut first = agent_with_logs("text/upper f@1.0.0", "echo", None);
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = first.child.kill();
-    let _ = first.child.wait();
-    let mut logs = String::new();
-    first
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = first.stop_and_read_logs();
     assert!(!logs.contains("Failed to trigger bootstrap"), "{logs}");
 }

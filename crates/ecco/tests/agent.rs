@@ -702,3 +702,65 @@ impl Drop for SendOnDrop {
         let _ = self.0.try_send(());
     }
 }
+
+/// A provider of `test/fail` whose handler fails naming a secret, or
+/// refuses when the payload is "refuse"; with private errors or not.
+async fn failing_provider(private: bool) -> Agent {
+    Agent::builder()
+        .config(Config::memory())
+        .private_errors(private)
+        .capability("test/fail f@1.0.0".parse().unwrap())
+        .handler("test/fail", |call: Call| async move {
+            if call.request.payload == json!("refuse") {
+                Err::<Answer, _>(HandlerError::refused("not for you"))
+            } else {
+                Err(HandlerError::failed("cannot open /srv/secret/db.sqlite"))
+            }
+        })
+        .spawn()
+        .await
+        .unwrap()
+}
+
+/// What `client` gets for `payload` from `provider`'s `test/fail`.
+async fn fail_error(client: &Agent, provider: &Agent, payload: &str) -> ecco::node::RequestError {
+    let request = ecco::node::Request::new("test/fail".parse().unwrap(), json!(payload));
+    client
+        .node()
+        .request(provider.peer_id(), request)
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn private_errors_keep_a_failure_s_message_from_the_requester() {
+    use ecco::node::RequestError;
+    let open = failing_provider(false).await;
+    let asker = client(&open).await;
+    let e = fail_error(&asker, &open, "x").await;
+    assert_eq!(
+        e,
+        RequestError::HandlerFailed("cannot open /srv/secret/db.sqlite".into())
+    );
+
+    let private = failing_provider(true).await;
+    let asker = client(&private).await;
+    let RequestError::HandlerFailed(message) = fail_error(&asker, &private, "x").await else {
+        panic!("a handler failure");
+    };
+    assert!(!message.contains("secret"), "{message}");
+    let reference = message
+        .strip_prefix("the handler failed (reference ")
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no reference in: {message}"));
+    assert_eq!(reference.len(), 8, "{message}");
+    assert!(
+        reference.chars().all(|c| c.is_ascii_hexdigit()),
+        "{message}"
+    );
+    // A refusal is the handler's answer: it is not hidden.
+    assert_eq!(
+        fail_error(&asker, &private, "refuse").await,
+        RequestError::Refused("not for you".into())
+    );
+}

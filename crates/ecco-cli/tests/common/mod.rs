@@ -42,6 +42,20 @@ pub(crate) fn answer(json: &str) -> String {
     format!("exec:cat >/dev/null; echo '{json}'")
 }
 
+/// `ask CAPABILITY --input INPUT --no-mdns --bootstrap <via>`: the
+/// arguments of asking one agent (more may follow).
+pub(crate) fn ask_args<'a>(capability: &'a str, input: &'a str, via: &'a Running) -> Vec<&'a str> {
+    vec![
+        "ask",
+        capability,
+        "--input",
+        input,
+        "--no-mdns",
+        "--bootstrap",
+        &via.addr,
+    ]
+}
+
 /// Reads the JSON line a `--json` command prints once it has started.
 /// The child's stdout must be piped; it is taken.
 pub(crate) fn start_line(child: &mut Child) -> Value {
@@ -60,6 +74,24 @@ pub(crate) struct Running {
     _dir: tempfile::TempDir,
 }
 
+impl Running {
+    /// Kills the agent and returns what it logged (started with its logs
+    /// piped: [`agent_with_logs`]).
+    pub(crate) fn stop_and_read_logs(&mut self) -> String {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut logs = String::new();
+        self.child
+            .stderr
+            .take()
+            .expect("an agent started with its logs piped")
+            .read_to_string(&mut logs)
+            .unwrap();
+        logs
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -70,17 +102,28 @@ impl Drop for Running {
 /// Starts an agent on loopback, mDNS off, offering `capability` with
 /// `handler`, joined to `via`; its logs are dropped.
 pub(crate) fn agent(capability: &str, handler: &str, via: Option<&Running>) -> Running {
-    start_agent(capability, handler, via, Stdio::null())
+    start_agent(capability, handler, via, &[], Stdio::null())
 }
 
 /// [`agent`], with its stderr piped (logs at the default level) for the
 /// test to read: read it only after the agent stopped, and keep the agent
 /// quiet meanwhile, or it blocks on a full pipe.
 pub(crate) fn agent_with_logs(capability: &str, handler: &str, via: Option<&Running>) -> Running {
-    start_agent(capability, handler, via, Stdio::piped())
+    start_agent(capability, handler, via, &[], Stdio::piped())
 }
 
-fn start_agent(capability: &str, handler: &str, via: Option<&Running>, logs: Stdio) -> Running {
+/// [`agent_with_logs`], alone, with `extra` arguments.
+pub(crate) fn agent_with_logs_and(capability: &str, handler: &str, extra: &[&str]) -> Running {
+    start_agent(capability, handler, None, extra, Stdio::piped())
+}
+
+fn start_agent(
+    capability: &str,
+    handler: &str,
+    via: Option<&Running>,
+    extra: &[&str],
+    logs: Stdio,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin());
     cmd.args([
@@ -93,6 +136,7 @@ fn start_agent(capability: &str, handler: &str, via: Option<&Running>, logs: Std
     .args(["--capability", capability, "--handler", handler])
     .arg("--identity")
     .arg(dir.path().join("id.key"))
+    .args(extra)
     .env_remove("RUST_LOG");
     if let Some(v) = via {
         cmd.args(["--bootstrap", &v.addr]);

@@ -137,6 +137,8 @@ pub(crate) async fn serve(
     concurrency: usize,
     // Set when the agent uses a registry: every answer then carries a receipt.
     receipts: Option<Identity>,
+    // Failures' messages stay in the log (`Builder::private_errors`).
+    private_errors: bool,
 ) {
     let receipts = receipts.map(Arc::new);
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -210,20 +212,32 @@ pub(crate) async fn serve(
                     reply.respond(answer)
                 }
                 Err(e) => {
-                    // The requester gets the message; the operator sees a
-                    // failure too (a refusal is the handler's own choice).
-                    if e.kind == RemoteErrorKind::HandlerFailed {
-                        tracing::warn!(%peer, capability = %kind, error = %e.message, "handler failed");
-                    } else {
-                        tracing::debug!(%peer, capability = %kind, error = %e.message, "handler refused");
-                    }
-                    reply.reject(e.kind, e.message)
+                    let message = report(&e, peer, &kind, private_errors);
+                    reply.reject(e.kind, message)
                 }
             }
             drop(slot);
         });
     }
     calls.shutdown().await;
+}
+
+/// Logs a handler's error and returns the message for the requester. The
+/// operator sees every failure (a refusal is the handler's own choice, so
+/// only at debug); a private failure's message stays here, and the
+/// requester gets a reference to the log line instead.
+fn report(e: &HandlerError, peer: PeerId, kind: &str, private: bool) -> String {
+    if e.kind != RemoteErrorKind::HandlerFailed {
+        tracing::debug!(%peer, capability = %kind, error = %e.message, "handler refused");
+        return e.message.clone();
+    }
+    if !private {
+        tracing::warn!(%peer, capability = %kind, error = %e.message, "handler failed");
+        return e.message.clone();
+    }
+    let reference = format!("{:08x}", rand::random::<u32>());
+    tracing::warn!(%peer, capability = %kind, %reference, error = %e.message, "handler failed");
+    format!("the handler failed (reference {reference}: the agent's log has the details)")
 }
 
 async fn negotiate(

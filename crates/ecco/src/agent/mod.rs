@@ -107,6 +107,7 @@ pub struct Builder {
     name: Option<String>,
     heartbeat: Duration,
     concurrency: usize,
+    private_errors: bool,
     seed: Option<u64>,
 }
 
@@ -228,6 +229,18 @@ impl Builder {
         self
     }
 
+    /// Keeps a failing handler's message in this agent's log (default:
+    /// off, the requester gets it). The requester then learns only that
+    /// the handler failed, with a reference that finds the log line: for an
+    /// agent open to strangers, whose handlers' errors may name files,
+    /// hosts or worse. Refusals ([`HandlerError::refused`]) are the
+    /// handler's answer and still reach the requester as written.
+    #[must_use]
+    pub fn private_errors(mut self, private: bool) -> Self {
+        self.private_errors = private;
+        self
+    }
+
     /// Seeds the random and weighted selection strategies (default: random).
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
@@ -275,6 +288,7 @@ impl Builder {
             capabilities.clone(),
             self.concurrency,
             registry.as_ref().map(|_| identity.clone()),
+            self.private_errors,
         ));
         let registry = registry.map(|client| {
             let peer = identity.peer_id().to_base58();
@@ -355,6 +369,7 @@ impl Agent {
             name: None,
             heartbeat: Duration::from_secs(30),
             concurrency: 64,
+            private_errors: false,
             seed: None,
         }
     }
