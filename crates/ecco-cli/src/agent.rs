@@ -46,8 +46,12 @@ pub(crate) struct Args {
     /// status, an HTTP handler's error body) in this agent's log: askers
     /// get only "the handler failed" and a reference to the log line. For
     /// agents open to strangers (default: the file's `private_errors`).
-    #[arg(long)]
+    #[arg(long, overrides_with = "no_private_errors")]
     private_errors: bool,
+    /// Gives askers failures' details even if the file says
+    /// `private_errors = true` (the last of the two flags wins).
+    #[arg(long, overrides_with = "private_errors")]
+    no_private_errors: bool,
     /// A registry to register with and heartbeat to (http:// or https://).
     #[arg(long, env = "ECCO_REGISTRY")]
     registry: Option<String>,
@@ -137,10 +141,13 @@ fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
     Ok((config, timeout))
 }
 
-/// Whether failures' details stay in the log: the flag, or the file's
-/// `private_errors = true`.
+/// Whether failures' details stay in the log: a flag, else the file's
+/// `private_errors`, else not.
 fn private_errors(args: &Args, file: &File) -> bool {
-    args.private_errors || file.private_errors == Some(true)
+    if args.private_errors || args.no_private_errors {
+        return args.private_errors;
+    }
+    file.private_errors == Some(true)
 }
 
 /// Reads the TOML file. Relative paths in it (handler commands, the swarm
@@ -314,6 +321,15 @@ mod tests {
         assert!(private(&[], "private_errors = true"));
         assert!(!private(&[], "private_errors = false"));
         assert!(private(&["--private-errors"], "private_errors = false"));
+        assert!(!private(&["--no-private-errors"], "private_errors = true"));
+        assert!(private(
+            &["--no-private-errors", "--private-errors"],
+            "private_errors = false"
+        ));
+        assert!(!private(
+            &["--private-errors", "--no-private-errors"],
+            "private_errors = true"
+        ));
     }
 
     #[test]

@@ -153,9 +153,11 @@ async fn run(
 ) -> Result<Answer, HandlerError> {
     match tokio::time::timeout(timeout, run_command(command, dir, input)).await {
         Ok(result) => result,
+        // Public: a deadline gives nothing away and tells the asker why.
         Err(_) => Err(HandlerError::failed(format!(
             "the handler command did not finish within {timeout:?}"
-        ))),
+        ))
+        .public()),
     }
 }
 
@@ -272,7 +274,7 @@ async fn read_tail(mut stderr: ChildStderr) -> Result<Vec<u8>, HandlerError> {
 }
 
 fn too_large() -> HandlerError {
-    HandlerError::failed(format!("the handler's answer exceeds {MAX_ANSWER} bytes"))
+    HandlerError::failed(format!("the handler's answer exceeds {MAX_ANSWER} bytes")).public()
 }
 
 /// Reads an answer body: JSON, at most `MAX_ANSWER` bytes.
@@ -329,7 +331,8 @@ impl Handler for Http {
                 .unwrap_or_else(|_| {
                     Err(HandlerError::failed(format!(
                         "the HTTP handler did not answer within {timeout:?}"
-                    )))
+                    ))
+                    .public())
                 })
         })
     }

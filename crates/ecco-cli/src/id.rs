@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
-use ecco::identity::{LoadReport, SaveOptions};
+use ecco::identity::{KdfParams, LoadReport, SaveOptions};
 use ecco::{Identity, PeerId};
 use serde_json::json;
 
@@ -199,8 +199,9 @@ fn encrypt(path: &Path, given: Option<&Given>) -> anyhow::Result<(PeerId, bool)>
 
 /// Rewrites the encrypted key file at `path` (atomically) encrypted with
 /// `new`, or in plaintext without it, after checking the current passphrase.
-/// A new passphrase gets the default key-derivation parameters, as a new key
-/// does: rotating a passphrase is also when older, weaker parameters go.
+/// A new passphrase keeps the file's key-derivation parameters where they
+/// are stronger than the default and gets the default's elsewhere: rotating
+/// a passphrase is also when older, weaker parameters go.
 fn reencrypt(
     path: &Path,
     given: Option<&Given>,
@@ -216,8 +217,8 @@ fn reencrypt(
             passphrase::HOW
         );
     };
-    match ecco::identity::inspect(path) {
-        Ok(info) if info.encrypted => {}
+    let kdf = match ecco::identity::inspect(path) {
+        Ok(info) if info.encrypted => info.kdf,
         Ok(_) => bail!(
             "identity file {} is not encrypted: nothing to {verb} (`ecco id --encrypt` \
              encrypts it)",
@@ -228,14 +229,15 @@ fn reencrypt(
             path.display()
         ),
         Err(e) => return Err(explain(e, path, None)),
-    }
+    };
     let identity =
         Identity::load(path, Some(&given.passphrase)).map_err(|e| explain(e, path, Some(given)))?;
+    let kdf = kdf.map_or(KdfParams::DEFAULT, |old| old.at_least(KdfParams::DEFAULT));
     identity
         .save_with(
             path,
             new.map(|g| &g.passphrase),
-            &SaveOptions::new().overwrite(true),
+            &SaveOptions::new().overwrite(true).kdf_params(kdf),
         )
         .with_context(|| format!("cannot rewrite identity file {}", path.display()))?;
     Ok((identity.peer_id(), new.is_some()))

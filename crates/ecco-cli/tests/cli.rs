@@ -239,14 +239,24 @@ fn ask_without_an_answer_fails() {
 
 /// `--private-errors`: the asker learns that the handler failed and a
 /// reference, not what the command wrote on stderr; the agent's log has
-/// both, so that its operator finds the failure from the reference.
+/// both, so that its operator finds the failure from the reference. A
+/// timeout still says what happened.
 #[test]
 fn private_errors_keep_a_command_s_stderr_in_the_agent_s_log() {
     let mut private = agent_with_logs_and(
         "calc/div private@1.0.0",
-        "exec:echo 'password for db: hunter2' >&2; exit 3",
-        &["--private-errors"],
+        "exec:if grep -q slow; then sleep 5; fi; echo 'password for db: hunter2' >&2; exit 3",
+        &["--private-errors", "--handler-timeout", "500ms"],
     );
+    // A deadline gives nothing away: the asker is told, not referred.
+    let out = ecco(&ask_args("calc/div", "\"slow\"", &private));
+    let asked = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!out.status.success(), "{asked}");
+    assert!(
+        asked.contains("did not finish within 500ms") && !asked.contains("reference"),
+        "{asked}"
+    );
+
     let out = ecco(&ask_args("calc/div", "[1, 0]", &private));
     let asked = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(!out.status.success(), "{asked}");

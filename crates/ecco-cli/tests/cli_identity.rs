@@ -19,8 +19,13 @@ const PASS: &str = "correct horse battery staple";
 /// Saves a new key encrypted with `pass` (cheap key derivation, so that
 /// the tests stay fast) and returns its peer id.
 fn encrypted_key(path: &Path, pass: &str) -> String {
+    encrypted_key_with(path, pass, KdfParams::new(8192, 1, 1).unwrap())
+}
+
+/// `encrypted_key` with the given key-derivation parameters.
+fn encrypted_key_with(path: &Path, pass: &str, kdf: KdfParams) -> String {
     let identity = Identity::generate();
-    let options = SaveOptions::new().kdf_params(KdfParams::new(8192, 1, 1).unwrap());
+    let options = SaveOptions::new().kdf_params(kdf);
     identity
         .save_with(path, Some(&Passphrase::new(pass).unwrap()), &options)
         .unwrap();
@@ -69,6 +74,12 @@ fn chmod(path: &Path, mode: u32) {
 
 fn text(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// A passphrase file holding `pass` and a newline, mode 0600.
+fn passphrase_file(path: &Path, pass: &str) {
+    std::fs::write(path, format!("{pass}\n")).unwrap();
+    chmod(path, 0o600);
 }
 
 #[test]
@@ -187,7 +198,7 @@ fn agent_needs_the_passphrase_of_an_encrypted_key() {
     let out = finished(agent(&key, &[], Some("not it")));
     fails(&out, "wrong passphrase for identity file");
     let wrong = dir.path().join("wrong.txt");
-    std::fs::write(&wrong, "not it\n").unwrap();
+    passphrase_file(&wrong, "not it");
     let out = finished(agent(
         &key,
         &["--passphrase-file", text(&wrong)],
@@ -224,7 +235,7 @@ fn handlers_do_not_see_the_passphrase() {
     let asker_key = dir.path().join("asker.key");
     encrypted_key(&asker_key, "the asker's");
     let file = dir.path().join("asker-pass.txt");
-    std::fs::write(&file, "the asker's\n").unwrap();
+    passphrase_file(&file, "the asker's");
     let args = [
         "--json",
         "ask",
@@ -251,7 +262,7 @@ fn agent_config_takes_a_passphrase_file() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id.key");
     let peer = encrypted_key(&key, PASS);
-    std::fs::write(dir.path().join("pass.txt"), format!("{PASS}\n")).unwrap();
+    passphrase_file(&dir.path().join("pass.txt"), PASS);
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -271,7 +282,7 @@ fn discover_needs_the_passphrase_of_an_encrypted_key() {
     let key = dir.path().join("id.key");
     encrypted_key(&key, PASS);
     let file = dir.path().join("pass.txt");
-    std::fs::write(&file, format!("{PASS}\n")).unwrap();
+    passphrase_file(&file, PASS);
     let discover = ["discover", "x/y", "--no-mdns", "--wait", "100ms"];
     let with_key = |extra: &[&str], pass: Option<&str>| {
         let mut args = discover.to_vec();
@@ -304,7 +315,7 @@ fn empty_missing_and_unexpected_passphrases_are_refused() {
     let key = dir.path().join("id.key");
     encrypted_key(&key, PASS);
     let empty = dir.path().join("empty.txt");
-    std::fs::write(&empty, "\n").unwrap();
+    passphrase_file(&empty, "");
     let id = |extra: &[&str], pass: Option<&str>| {
         let mut args = vec!["id", "--identity", text(&key)];
         args.extend_from_slice(extra);
@@ -331,7 +342,7 @@ fn id_creates_an_encrypted_key_when_given_a_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("new").join("id.key");
     let pass = dir.path().join("pass.txt");
-    std::fs::write(&pass, format!("{PASS}\n")).unwrap();
+    passphrase_file(&pass, PASS);
     let created = run_json(
         &[
             "--json",
@@ -367,7 +378,7 @@ fn id_encrypt_encrypts_a_plaintext_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id.key");
     let pass = dir.path().join("pass.txt");
-    std::fs::write(&pass, format!("{PASS}\n")).unwrap();
+    passphrase_file(&pass, PASS);
     let plain = run_json(&["--json", "id", "--identity", text(&key)], None);
     assert_eq!(plain["encrypted"], false);
 
@@ -538,10 +549,16 @@ fn warns_once_open_to_others(args: &[&str], file: &Path, what: &str) {
     assert!(warnings[0].contains(what), "{err}");
 }
 
-/// A passphrase file holding `pass` and a newline, mode 0600.
-fn passphrase_file(path: &Path, pass: &str) {
-    std::fs::write(path, format!("{pass}\n")).unwrap();
-    chmod(path, 0o600);
+/// `ecco --json id` changing `key`'s passphrase to `new`'s.
+fn change_passphrase<'a>(key: &'a Path, new: &'a Path) -> [&'a str; 6] {
+    [
+        "--json",
+        "id",
+        "--identity",
+        text(key),
+        "--new-passphrase-file",
+        text(new),
+    ]
 }
 
 #[test]
@@ -551,14 +568,7 @@ fn id_changes_a_passphrase_then_removes_it() {
     let peer = encrypted_key(&key, PASS);
     let new = dir.path().join("new.txt");
     passphrase_file(&new, "a new passphrase");
-    let change = [
-        "--json",
-        "id",
-        "--identity",
-        text(&key),
-        "--new-passphrase-file",
-        text(&new),
-    ];
+    let change = change_passphrase(&key, &new);
     fails_untouched(
         &key,
         &change[1..],
@@ -629,6 +639,25 @@ fn id_changes_a_passphrase_then_removes_it() {
         stderr(&both).contains("cannot be used with"),
         "{}",
         stderr(&both)
+    );
+}
+
+/// A key encrypted with stronger parameters than the default keeps them
+/// when its passphrase changes; weaker ones are raised to the default
+/// (`id_changes_a_passphrase_then_removes_it`).
+#[test]
+fn a_new_passphrase_keeps_stronger_key_derivation() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.key");
+    encrypted_key_with(&key, PASS, KdfParams::new(32 * 1024, 1, 2).unwrap());
+    let new = dir.path().join("new.txt");
+    passphrase_file(&new, "a new passphrase");
+    run_json(&change_passphrase(&key, &new), Some(PASS));
+    let kdf = ecco::identity::inspect(&key).unwrap().kdf.unwrap();
+    assert_eq!(
+        (kdf.m_cost(), kdf.t_cost(), kdf.p_cost()),
+        (32 * 1024, KdfParams::DEFAULT.t_cost(), 2),
+        "the file's stronger memory and lanes, the default's passes"
     );
 }
 

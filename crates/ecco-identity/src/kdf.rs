@@ -96,6 +96,18 @@ impl KdfParams {
     pub fn p_cost(&self) -> u32 {
         self.p_cost
     }
+
+    /// Each cost raised to at least `floor`'s: never weaker than either.
+    /// Re-encrypting with `old.at_least(KdfParams::DEFAULT)` keeps a key's
+    /// stronger custom parameters and replaces weaker ones.
+    #[must_use]
+    pub fn at_least(self, floor: Self) -> Self {
+        Self {
+            m_cost: self.m_cost.max(floor.m_cost),
+            t_cost: self.t_cost.max(floor.t_cost),
+            p_cost: self.p_cost.max(floor.p_cost),
+        }
+    }
 }
 
 impl Default for KdfParams {
@@ -162,6 +174,23 @@ pub(crate) fn derive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_least_raises_each_cost_to_the_floor() {
+        let custom = KdfParams::new(64 * 1024, 1, 4).unwrap();
+        assert_eq!(
+            custom.at_least(KdfParams::DEFAULT),
+            KdfParams::new(64 * 1024, 2, 4).unwrap()
+        );
+        assert_eq!(
+            KdfParams::MINIMUM.at_least(KdfParams::DEFAULT),
+            KdfParams::DEFAULT
+        );
+        assert_eq!(
+            KdfParams::DEFAULT.at_least(KdfParams::MINIMUM),
+            KdfParams::DEFAULT
+        );
+    }
 
     #[test]
     fn bounds_are_enforced() {

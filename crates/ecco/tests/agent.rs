@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ecco::agent::{Agent, Call, HandlerError};
@@ -694,6 +695,92 @@ async fn a_call_is_cancelled_when_its_requester_goes_away() {
     tokio::time::timeout(WAIT, started.recv()).await.unwrap();
 }
 
+/// A requester that stops waiting (its query's deadline passed) but stays
+/// connected cancels its call too: the request said how long it would
+/// wait. Without that, the call would run on until the provider's own
+/// request timeout (30 s, beyond `WAIT`).
+#[tokio::test]
+async fn a_call_is_cancelled_when_its_requester_stops_waiting() {
+    let (provider, mut started, mut dropped) = hanging_provider().await;
+    let client = client(&provider).await;
+    knows(&client, "test/hang", 1).await;
+    let asked = client
+        .query(q("test/hang"))
+        .timeout(Duration::from_millis(500))
+        .send(json!(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.consensus.failures[0].failure.kind,
+        FailureKind::Timeout
+    );
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+    let cancelled = tokio::time::timeout(WAIT, dropped.recv()).await;
+    assert!(
+        cancelled.is_ok(),
+        "the call is cancelled once its requester stopped waiting"
+    );
+    assert_eq!(
+        client.node().connected_peers().await.unwrap(),
+        vec![provider.peer_id()]
+    );
+}
+
+/// A request that waited for a free slot past its requester's deadline is
+/// not started at all: a handler process would only be killed at once.
+#[tokio::test]
+async fn a_request_that_waited_past_its_deadline_is_not_started() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (release2, started2) = (release.clone(), started.clone());
+    let provider = Agent::builder()
+        .config(Config::memory())
+        .concurrency(1)
+        .capability("test/slot s@1.0.0".parse().unwrap())
+        .handler("test/slot", move |call: Call| {
+            let (release, started) = (release2.clone(), started2.clone());
+            async move {
+                started.lock().unwrap().push(call.request.payload.clone());
+                if call.request.payload == json!("block") {
+                    release.notified().await;
+                }
+                Ok::<_, HandlerError>(Answer::new(json!("done")))
+            }
+        })
+        .spawn()
+        .await
+        .unwrap();
+    let client = client(&provider).await;
+    let (node, peer) = (client.node().clone(), provider.peer_id());
+    let ask = |payload: &str, within: Duration| {
+        let (node, payload) = (node.clone(), json!(payload));
+        async move {
+            let request = ecco::node::Request::new("test/slot".parse().unwrap(), payload);
+            node.request_within(peer, request, within).await
+        }
+    };
+    let blocking = tokio::spawn(ask("block", WAIT));
+    while started.lock().unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let late = ask("late", Duration::from_millis(300)).await;
+    assert!(
+        matches!(late, Err(ecco::node::RequestError::Timeout(_))),
+        "{late:?}"
+    );
+    // The provider counts the deadline from the request's arrival, a
+    // little after the requester does.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    release.notify_one();
+    blocking.await.unwrap().unwrap();
+    // The slot is free again, and the next request is served.
+    ask("next", WAIT).await.unwrap();
+    assert_eq!(
+        *started.lock().unwrap(),
+        vec![json!("block"), json!("next")]
+    );
+}
+
 /// Sends on its channel when dropped: a handler future that was cancelled.
 struct SendOnDrop(tokio::sync::mpsc::Sender<()>);
 
@@ -713,6 +800,8 @@ async fn failing_provider(private: bool) -> Agent {
         .handler("test/fail", |call: Call| async move {
             if call.request.payload == json!("refuse") {
                 Err::<Answer, _>(HandlerError::refused("not for you"))
+            } else if call.request.payload == json!("late") {
+                Err(HandlerError::failed("did not finish within 1s").public())
             } else {
                 Err(HandlerError::failed("cannot open /srv/secret/db.sqlite"))
             }
@@ -758,9 +847,14 @@ async fn private_errors_keep_a_failure_s_message_from_the_requester() {
         reference.chars().all(|c| c.is_ascii_hexdigit()),
         "{message}"
     );
-    // A refusal is the handler's answer: it is not hidden.
+    // A refusal is the handler's answer, and a public failure gives
+    // nothing away: neither is hidden.
     assert_eq!(
         fail_error(&asker, &private, "refuse").await,
         RequestError::Refused("not for you".into())
+    );
+    assert_eq!(
+        fail_error(&asker, &private, "late").await,
+        RequestError::HandlerFailed("did not finish within 1s".into())
     );
 }

@@ -69,6 +69,55 @@ async fn request_and_answer_with_attachments() {
     assert!(b.connected_peers().await.unwrap().contains(&a.peer_id()));
 }
 
+/// A request says how long its requester waits, and the provider's inbound
+/// request knows when that runs out: within the time given to
+/// `request_within`, else within the node's request timeout.
+#[tokio::test]
+async fn a_request_tells_the_provider_how_long_it_is_waited_for() {
+    let (a, mut inbox) = node(Config::memory()).await;
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    for (within, expected) in [
+        (Some(Duration::from_secs(5)), Duration::from_secs(5)),
+        (None, Config::memory().limits.request_timeout),
+        // Capped: no request outlives the node's timeout.
+        (
+            Some(Duration::from_secs(3600)),
+            Config::memory().limits.request_timeout,
+        ),
+    ] {
+        let b = b.clone();
+        let asked = tokio::spawn(async move {
+            let request = request("echo", json!(1));
+            match within {
+                Some(timeout) => b.request_within(peer, request, timeout).await,
+                None => b.request(peer, request).await,
+            }
+        });
+        let inbound = inbox.recv().await.unwrap();
+        let told = inbound.request.timeout().expect("the requester said");
+        assert!(
+            told <= expected && told > expected / 2,
+            "told {told:?}, expected about {expected:?}"
+        );
+        let left = inbound
+            .deadline()
+            .expect("a deadline")
+            .saturating_duration_since(std::time::Instant::now());
+        assert!(
+            left <= told && left > Duration::ZERO,
+            "{left:?} of {told:?} left"
+        );
+        inbound.respond(Answer::new(json!("ok")));
+        asked.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        request("echo", json!(1)).timeout(),
+        None,
+        "an application's own request says nothing"
+    );
+}
+
 #[tokio::test]
 async fn errors_say_what_happened() {
     let (a, inbox) = node(Config::memory()).await;

@@ -110,9 +110,8 @@ impl Fanout {
         self.pending.insert(i);
         self.calls.push(Box::pin(async move {
             let started = Instant::now();
-            let result = tokio::time::timeout(per_agent, node.request(peer, request))
-                .await
-                .unwrap_or(Err(RequestError::Timeout(per_agent)));
+            // Within the time, so that the agent stops when this stops waiting.
+            let result = node.request_within(peer, request, per_agent).await;
             (i, result, started.elapsed())
         }));
     }

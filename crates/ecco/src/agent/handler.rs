@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use libp2p::PeerId;
@@ -14,7 +15,7 @@ use ecco_identity::Identity;
 use ecco_registry::Receipt;
 
 use crate::negotiation::{self, Step};
-use crate::node::{Answer, Inbox, RemoteErrorKind, Request};
+use crate::node::{Answer, InboundRequest, Inbox, RemoteErrorKind, Request};
 
 /// One request, as a handler sees it.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct HandlerError {
     pub kind: RemoteErrorKind,
     /// Details for the requester.
     pub message: String,
+    // Shown even when the agent keeps failures private (`public`).
+    public: bool,
 }
 
 impl HandlerError {
@@ -41,15 +44,33 @@ impl HandlerError {
         Self {
             kind: RemoteErrorKind::HandlerFailed,
             message: message.into(),
+            public: false,
         }
     }
 
-    /// The handler declines the request.
+    /// The handler declines the request. A refusal is the handler's own
+    /// answer, so its message always reaches the requester.
     pub fn refused(message: impl Into<String>) -> Self {
         Self {
             kind: RemoteErrorKind::Refused,
             message: message.into(),
+            public: true,
         }
+    }
+
+    /// Marks the message as safe for any requester: it reaches them even
+    /// when the agent keeps failures private (`Builder::private_errors`).
+    /// For messages that give nothing away, such as "did not finish within
+    /// 30s", which tell an asker to retry or send less.
+    #[must_use]
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// Whether the message reaches the requester under private errors.
+    pub fn is_public(&self) -> bool {
+        self.public
     }
 }
 
@@ -154,6 +175,11 @@ pub(crate) async fn serve(
             Some(_) = calls.join_next() => continue,
         };
         let kind = inbound.request.capability.as_str().to_owned();
+        let deadline = inbound.deadline();
+        // It waited in the inbox past its requester's patience.
+        let Some(inbound) = unless_past(inbound, &kind) else {
+            continue;
+        };
         if inbound.request.negotiation.is_some() {
             let capability = super::lock(&capabilities)
                 .iter()
@@ -162,7 +188,12 @@ pub(crate) async fn serve(
             let negotiator = handlers.negotiators.get(&kind).cloned();
             let (peer, request, reply) = inbound.into_parts();
             calls.spawn(async move {
-                let decision = negotiate(negotiator, peer, capability, request).await;
+                let Some(decision) =
+                    until(deadline, negotiate(negotiator, peer, capability, request)).await
+                else {
+                    tracing::debug!(%peer, capability = %kind, "the requester's deadline passed: negotiation cancelled");
+                    return reply.reject(RemoteErrorKind::HandlerFailed, PAST_DEADLINE.to_owned());
+                };
                 match serde_json::to_value(decision) {
                     Ok(value) => reply.respond(Answer::new(value)),
                     Err(e) => reply.reject(RemoteErrorKind::HandlerFailed, e.to_string()),
@@ -187,11 +218,22 @@ pub(crate) async fn serve(
         let Ok(slot) = slot else {
             break;
         };
+        // Or waited for a slot that long: a process started now would be
+        // killed at once.
+        let Some(inbound) = unless_past(inbound, &kind) else {
+            continue;
+        };
         let (peer, request, mut reply) = inbound.into_parts();
         let receipts = receipts.clone();
         calls.spawn(async move {
             let result = tokio::select! {
-                result = handler.call(Call { peer, request }) => result,
+                result = until(deadline, handler.call(Call { peer, request })) => match result {
+                    Some(result) => result,
+                    None => {
+                        tracing::debug!(%peer, capability = %kind, "the requester's deadline passed: call cancelled");
+                        return reply.reject(RemoteErrorKind::HandlerFailed, PAST_DEADLINE.to_owned());
+                    }
+                },
                 // Dropping the call cancels it (an exec handler's process
                 // is killed): nobody is left to read its answer.
                 () = reply.closed() => {
@@ -222,16 +264,40 @@ pub(crate) async fn serve(
     calls.shutdown().await;
 }
 
+/// What a call cut short by its requester's deadline answers; the requester
+/// has stopped waiting, so this mostly closes the stream.
+const PAST_DEADLINE: &str = "the requester's deadline passed before the handler finished";
+
+/// The request, unless its requester's deadline has passed: then it is
+/// answered so, unstarted.
+fn unless_past(inbound: InboundRequest, kind: &str) -> Option<InboundRequest> {
+    if inbound.deadline().is_none_or(|d| d > Instant::now()) {
+        return Some(inbound);
+    }
+    tracing::debug!(peer = %inbound.peer, capability = %kind, "the requester's deadline passed: not started");
+    inbound.reject(RemoteErrorKind::HandlerFailed, PAST_DEADLINE.to_owned());
+    None
+}
+
+/// `work`'s output, or `None` once `deadline` passes (dropping `work`, which
+/// cancels it: an exec handler's process is killed).
+async fn until<T>(deadline: Option<Instant>, work: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
 /// Logs a handler's error and returns the message for the requester. The
 /// operator sees every failure (a refusal is the handler's own choice, so
-/// only at debug); a private failure's message stays here, and the
-/// requester gets a reference to the log line instead.
+/// only at debug); a private failure's message stays here, unless marked
+/// public, and the requester gets a reference to the log line instead.
 fn report(e: &HandlerError, peer: PeerId, kind: &str, private: bool) -> String {
     if e.kind != RemoteErrorKind::HandlerFailed {
         tracing::debug!(%peer, capability = %kind, error = %e.message, "handler refused");
         return e.message.clone();
     }
-    if !private {
+    if !private || e.public {
         tracing::warn!(%peer, capability = %kind, error = %e.message, "handler failed");
         return e.message.clone();
     }

@@ -221,6 +221,39 @@ mod tests {
         }
     }
 
+    /// The requester's timeout travels as an optional `timeout_ms`: absent
+    /// when not set (older requesters), kept when set.
+    #[tokio::test]
+    async fn a_request_s_timeout_travels_and_may_be_absent() {
+        let mut codec = codec(1024, 1024);
+        for timeout_ms in [None, Some(1500)] {
+            let mut sent = request(1);
+            sent.timeout_ms = timeout_ms;
+            let mut wire = Cursor::new(Vec::new());
+            codec
+                .write_request(&protocol(), &mut wire, Inbound::Request(sent.clone()))
+                .await
+                .unwrap();
+            let bytes = wire.into_inner();
+            let named = bytes.windows(10).any(|w| w == b"timeout_ms");
+            assert_eq!(named, timeout_ms.is_some(), "the field only when set");
+            match codec
+                .read_request(&protocol(), &mut Cursor::new(bytes))
+                .await
+                .unwrap()
+            {
+                Inbound::Request(r) => {
+                    assert_eq!(
+                        r.timeout(),
+                        timeout_ms.map(std::time::Duration::from_millis)
+                    );
+                    assert_eq!(r, sent);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_sender_refuses_an_oversized_request() {
         let mut codec = codec(100, 100);

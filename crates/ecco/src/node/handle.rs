@@ -1,7 +1,7 @@
 //! The handle callers hold, the inbox of inbound requests, and node events.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ecco_core::{Capability, Matcher, Query};
 use libp2p::{Multiaddr, PeerId};
@@ -34,6 +34,9 @@ async fn index(entries: Vec<Arc<Entry>>) -> Result<Arc<Offers>, NodeError> {
         Err(_) => Err(NodeError::Stopped),
     }
 }
+
+/// Longer timeouts in a request set no deadline ([`InboundRequest::arrived`]).
+const NO_DEADLINE_BEYOND: Duration = Duration::from_secs(24 * 3600);
 
 /// A cheap, cloneable handle to a running node.
 #[derive(Debug, Clone)]
@@ -101,6 +104,8 @@ pub struct InboundRequest {
     /// What they asked.
     pub request: Request,
     pub(crate) reply: Responder,
+    /// When the requester stops waiting (`deadline`).
+    deadline: Option<Instant>,
 }
 
 /// Where an inbound request's reply goes.
@@ -113,6 +118,31 @@ pub(crate) enum Responder {
 }
 
 impl InboundRequest {
+    /// A request that has just arrived: its deadline runs from now.
+    pub(crate) fn arrived(peer: PeerId, request: Request, reply: Responder) -> Self {
+        // A peer may send any number: beyond a day is no deadline at all
+        // (the node's own request timeout ends the request long before).
+        let deadline = request
+            .timeout()
+            .filter(|timeout| *timeout <= NO_DEADLINE_BEYOND)
+            .and_then(|timeout| Instant::now().checked_add(timeout));
+        Self {
+            peer,
+            request,
+            reply,
+            deadline,
+        }
+    }
+
+    /// When the requester stops waiting for the answer, as it said in the
+    /// request ([`Request::timeout`], counted from the request's arrival
+    /// here, so a little after the requester's own deadline); `None` if it
+    /// did not say. Work past it is work for nobody: the agent's handlers
+    /// are cancelled then.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// Whether the requester asked for a streaming reply.
     pub fn is_stream(&self) -> bool {
         matches!(self.reply, Responder::Stream(_))
@@ -340,17 +370,36 @@ impl Node {
     /// counts against the timeout. Beyond `Limits::max_waiting_requests`
     /// waiting over all peers, a request fails at once with
     /// [`RequestError::Busy`].
+    ///
+    /// The request tells the provider how long this node will wait (the
+    /// time left when it is sent), so that the provider can stop work
+    /// nobody waits for ([`InboundRequest::deadline`]).
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Answer, RequestError> {
+        self.request_within(peer, request, self.request_timeout)
+            .await
+    }
+
+    /// [`Node::request`], waiting at most `timeout` for the answer (capped
+    /// at the configured request timeout, which bounds every request).
+    pub async fn request_within(
+        &self,
+        peer: PeerId,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Answer, RequestError> {
+        let timeout = timeout.min(self.request_timeout);
+        let deadline = Instant::now() + timeout;
         let asked = self.ask(|tx| Command::Request {
             peer,
             request,
+            deadline,
             reply: tx,
         });
         // libp2p times a request from when it is sent; a request that waited
         // for a free stream would otherwise get the whole timeout again.
-        match tokio::time::timeout(self.request_timeout, asked).await {
+        match tokio::time::timeout(timeout, asked).await {
             Ok(answer) => answer.map_err(|_| RequestError::NodeStopped)?,
-            Err(_) => Err(RequestError::Timeout(self.request_timeout)),
+            Err(_) => Err(RequestError::Timeout(timeout)),
         }
     }
 
@@ -492,6 +541,26 @@ impl Node {
 mod tests {
     use super::*;
     use crate::discovery::Source;
+
+    /// An absurd timeout (a peer may send any number) is no deadline, not a
+    /// panic.
+    #[test]
+    fn an_absurd_timeout_is_no_deadline() {
+        let inbound = |timeout_ms| {
+            let mut request = Request::new("x/y".parse().unwrap(), serde_json::Value::Null);
+            request.timeout_ms = timeout_ms;
+            let (tx, _) = oneshot::channel();
+            InboundRequest::arrived(
+                Identity::generate().peer_id(),
+                request,
+                Responder::Unary(tx),
+            )
+        };
+        assert_eq!(inbound(None).deadline(), None);
+        assert_eq!(inbound(Some(u64::MAX)).deadline(), None);
+        let deadline = inbound(Some(60_000)).deadline().unwrap();
+        assert!(deadline > Instant::now() + Duration::from_secs(30));
+    }
 
     fn entries(peers: usize, per_peer: usize) -> Vec<Arc<Entry>> {
         (0..peers)

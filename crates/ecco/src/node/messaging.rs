@@ -23,6 +23,11 @@ pub struct Request {
     /// the answer's result is a [`negotiation::Reply`](crate::negotiation::Reply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negotiation: Option<crate::negotiation::Step>,
+    /// How long the requester waits for the answer, in milliseconds from
+    /// when it sent the request. Set by the sending node, so that the
+    /// provider can stop work nobody waits for ([`Request::timeout`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 impl Request {
@@ -33,7 +38,18 @@ impl Request {
             payload,
             attachments: Vec::new(),
             negotiation: None,
+            timeout_ms: None,
         }
+    }
+
+    /// How long the requester said it would wait for the answer, from when
+    /// it sent the request: set on an inbound request whose requester said
+    /// so (Ecco nodes do, for every [`Node::request`](super::Node::request)),
+    /// `None` on one the application builds.
+    /// [`InboundRequest::deadline`](super::InboundRequest::deadline) is when
+    /// that runs out on the provider.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
     }
 
     /// Adds a binary attachment.

@@ -416,11 +416,11 @@ async fn serve_one(
         Err(frame) => return send_last(&mut stream, &frame, timeout).await,
     };
     let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(2));
-    let handed = inbox.try_send(InboundRequest {
+    let handed = inbox.try_send(InboundRequest::arrived(
         peer,
         request,
-        reply: Responder::Stream(tx),
-    });
+        Responder::Stream(tx),
+    ));
     if let Err(e) = handed {
         let frame = match e {
             mpsc::error::TrySendError::Full(_) => {

@@ -9,7 +9,7 @@ mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -75,6 +75,8 @@ pub(crate) enum Command {
     Request {
         peer: PeerId,
         request: Request,
+        /// When the caller stops waiting; the request tells the provider.
+        deadline: Instant,
         reply: oneshot::Sender<Result<Answer, RequestError>>,
     },
     SetCapabilities {
@@ -105,6 +107,7 @@ pub(crate) enum Command {
 /// A request waiting for a free stream to its peer.
 struct Queued {
     request: Request,
+    deadline: Instant,
     reply: oneshot::Sender<Result<Answer, RequestError>>,
 }
 
@@ -378,8 +381,16 @@ impl EventLoop {
             Command::Request {
                 peer,
                 request,
+                deadline,
                 reply,
-            } => match self.window.admit(peer, Queued { request, reply }) {
+            } => match self.window.admit(
+                peer,
+                Queued {
+                    request,
+                    deadline,
+                    reply,
+                },
+            ) {
                 window::Admit::Send(queued) => self.send_request(peer, queued),
                 window::Admit::Wait => {}
                 window::Admit::Full(queued) => {
@@ -612,11 +623,15 @@ impl EventLoop {
     }
 
     fn send_request(&mut self, peer: PeerId, queued: Queued) {
+        let mut request = queued.request;
+        // The time left, not the deadline: the two clocks need not agree.
+        let left = queued.deadline.saturating_duration_since(Instant::now());
+        request.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
         let id = self
             .swarm
             .behaviour_mut()
             .messaging
-            .send_request(&peer, Inbound::Request(queued.request));
+            .send_request(&peer, Inbound::Request(request));
         self.requests.insert(id, queued.reply);
     }
 
@@ -689,11 +704,11 @@ impl EventLoop {
             ));
         }
         let (tx, rx) = oneshot::channel();
-        match self.inbound.try_send(InboundRequest {
+        match self.inbound.try_send(InboundRequest::arrived(
             peer,
             request,
-            reply: super::handle::Responder::Unary(tx),
-        }) {
+            super::handle::Responder::Unary(tx),
+        )) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => Err(refusal(
                 RemoteErrorKind::Refused,
