@@ -160,6 +160,57 @@ async fn meshes_do_not_hear_each_other() {
     assert!(b.directory().await.unwrap().is_empty());
 }
 
+/// A node that starts listening somewhere new says so at once: its
+/// announcement carries its addresses, and peers must not keep only the old
+/// ones until the next periodic announcement (100 s). A node listening on
+/// all interfaces learns most of them only after `spawn` returns, and its
+/// first announcement lists only its loopback address.
+#[tokio::test]
+async fn a_new_listen_address_is_announced_at_once() {
+    let (a_id, b_id) = (Identity::generate(), Identity::generate());
+    let a = node(&a_id).await;
+    let b = node(&b_id).await;
+    let mut events = b.subscribe();
+    a.set_capabilities(caps(&["text/echo e@1.0.0"]))
+        .await
+        .unwrap();
+    link(&b, &a).await;
+    learned(&mut events, a_id.peer_id()).await;
+    // Let the announcement that b's subscription sets off go out first (in
+    // at most 450 ms): one sent later would carry the new address anyway.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first = a.listen_addrs().await.unwrap();
+    let addrs = |entries: &[Entry]| entry(entries, a_id.peer_id()).unwrap().addrs.clone();
+    assert_eq!(addrs(&b.directory().await.unwrap()), first);
+
+    let second = a.listen_on("/memory/0".parse().unwrap()).await.unwrap();
+    loop {
+        learned(&mut events, a_id.peer_id()).await;
+        if addrs(&b.directory().await.unwrap()).contains(&second) {
+            break;
+        }
+    }
+}
+
+/// A capability fetch right after a node starts listening somewhere new is
+/// answered with the new address, not with the announcement signed a
+/// moment before (which fetches otherwise reuse for a second).
+#[tokio::test]
+async fn a_fetch_after_a_new_listen_address_has_it() {
+    let a_id = Identity::generate();
+    let a = node(&a_id).await;
+    let mut quiet = Config::memory();
+    quiet.discovery.announcements = false;
+    let (b, _) = Node::spawn(&Identity::generate(), quiet).await.unwrap();
+    link(&b, &a).await;
+    a.set_capabilities(caps(&["text/echo e@1.0.0"]))
+        .await
+        .unwrap();
+    let second = a.listen_on("/memory/0".parse().unwrap()).await.unwrap();
+    let fetched = b.fetch_capabilities(a_id.peer_id()).await.unwrap().unwrap();
+    assert!(fetched.addrs.contains(&second), "{:?}", fetched.addrs);
+}
+
 #[tokio::test]
 async fn a_peers_document_can_be_fetched() {
     let (a_id, b_id) = (Identity::generate(), Identity::generate());

@@ -9,6 +9,12 @@
 //! to run the ignored `mdns_child` test as one node. Without the privileges
 //! to create namespaces it prints a skip line, unless `ECCO_REQUIRE_NETNS=1`
 //! (set by CI, which runs as root) makes that a failure.
+//!
+//! Time limits count running time only ([`RunningClock`]): a virtual machine
+//! that is paused (a snapshot, a busy host) makes every timer fire at once
+//! when it resumes, which once failed this test with every node still busy.
+//! Each node logs at debug level to a pipe; its log is printed if the test
+//! fails, so that a failure says what the node did.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -19,7 +25,44 @@ use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
 const INDEX_ENV: &str = "ECCO_MDNS_INDEX";
+/// Set to print every node's log even when the test passes.
+const SHOW_LOGS_ENV: &str = "ECCO_MDNS_SHOW_LOGS";
+/// Running time the parent waits for every node (each runs in about 0.3 s).
 const WAIT: Duration = Duration::from_secs(60);
+/// Running time one node has to discover, learn and ask the others.
+const CHILD_WAIT: Duration = Duration::from_secs(45);
+/// How often the running clocks look at the time.
+const STEP: Duration = Duration::from_millis(100);
+/// A step longer than this was a pause of the machine, not running time.
+const MAX_STEP: Duration = Duration::from_secs(1);
+
+/// Time this process has run, without the pauses of the machine: each step
+/// counts at most `MAX_STEP`, however long it really took.
+struct RunningClock {
+    last: Instant,
+    counted: Duration,
+}
+
+impl RunningClock {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            counted: Duration::ZERO,
+        }
+    }
+
+    /// Counts the time since the last call; returns the total so far.
+    fn advance(&mut self) -> Duration {
+        let now = Instant::now();
+        let step = now - self.last;
+        self.last = now;
+        if step > MAX_STEP {
+            println!("the machine paused for {step:?}: counted as {MAX_STEP:?}");
+        }
+        self.counted += step.min(MAX_STEP);
+        self.counted
+    }
+}
 
 /// Runs `ip` with `args`; the error carries its stderr.
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -119,6 +162,26 @@ impl Drop for Running {
     }
 }
 
+/// Each node's debug log (its stderr), printed if the test fails.
+struct Logs(Vec<std::thread::JoinHandle<Vec<String>>>);
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && std::env::var_os(SHOW_LOGS_ENV).is_none() {
+            return;
+        }
+        // The nodes have stopped by now (`running` is dropped before), so
+        // each reader reaches the end of its node's log.
+        for (i, reader) in self.0.drain(..).enumerate() {
+            let lines = reader.join().unwrap_or_default();
+            eprintln!("---- log of node {i} ({} lines)", lines.len());
+            for line in lines {
+                eprintln!("node {i}: {line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn mdns_in_network_namespaces() {
     let lan = match Lan::create() {
@@ -136,6 +199,7 @@ fn mdns_in_network_namespaces() {
     };
     let exe = std::env::current_exe().unwrap();
     let (tx, rx) = mpsc::channel::<(usize, String)>();
+    let mut logs = Logs(Vec::new());
     let mut running = Vec::new();
     for (i, ns) in lan.nodes.iter().enumerate() {
         let mut child = Command::new("ip")
@@ -151,9 +215,17 @@ fn mdns_in_network_namespaces() {
             .env(INDEX_ENV, i.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        logs.0.push(std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .collect()
+        }));
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -165,13 +237,23 @@ fn mdns_in_network_namespaces() {
     }
     drop(tx);
 
-    let deadline = Instant::now() + WAIT;
+    let mut clock = RunningClock::start();
     let mut done = [false; NODES];
     while !done.iter().all(|d| *d) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (i, line) = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("not every node finished within {WAIT:?}: {done:?}"));
+        let (i, line) = match rx.recv_timeout(STEP) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                assert!(
+                    clock.advance() < WAIT,
+                    "not every node finished within {WAIT:?} of running time: {done:?}"
+                );
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("every node's output closed before all finished: {done:?}")
+            }
+        };
+        clock.advance();
         println!("node {i}: {line}");
         if let Some(result) = line.strip_prefix("RESULT ") {
             assert_eq!(result, "ok", "node {i} failed");
@@ -185,6 +267,7 @@ fn mdns_in_network_namespaces() {
         }
     }
     drop(running);
+    drop(logs);
     drop(lan);
 }
 
@@ -198,6 +281,14 @@ async fn mdns_child() {
     use std::collections::BTreeSet;
 
     let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+    // Debug logs go to stderr, which the parent prints if the test fails.
+    tracing_subscriber::fmt()
+        .with_env_filter("ecco=debug,libp2p_mdns=debug,libp2p_swarm=debug")
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .init();
+    let started = Instant::now();
     // All interfaces of this namespace; mDNS on, and no bootstrap peer.
     let config = Config {
         listen: vec!["/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>().unwrap()],
@@ -217,7 +308,7 @@ async fn mdns_child() {
         }
     });
 
-    let result = tokio::time::timeout(Duration::from_secs(45), async {
+    let mut work = Box::pin(async {
         // mDNS must find both others; their capabilities follow.
         let mut discovered = BTreeSet::new();
         while discovered.len() < NODES - 1 {
@@ -225,15 +316,29 @@ async fn mdns_child() {
                 discovered.insert(peer);
             }
         }
-        println!("discovered {discovered:?}");
+        println!("discovered {discovered:?} after {:?}", started.elapsed());
+        // Each with its address on the LAN: announcements signed before a
+        // node found its interfaces list only its loopback address, and are
+        // replaced at once when it finds them.
+        let on_lan = |e: &ecco::discovery::Entry| {
+            !e.addrs.is_empty()
+                && !e
+                    .addrs
+                    .iter()
+                    .any(|a| a.to_string().starts_with("/ip4/127."))
+        };
         loop {
             let dir = node.directory().await.unwrap();
-            let known: BTreeSet<_> = dir.iter().map(|e| e.peer).collect();
+            let known: BTreeSet<_> = dir.iter().filter(|e| on_lan(e)).map(|e| e.peer).collect();
             if discovered.iter().all(|p| known.contains(p)) {
                 break;
             }
             let _ = events.recv().await;
         }
+        println!(
+            "learned their capabilities and addresses after {:?}",
+            started.elapsed()
+        );
         for entry in node.directory().await.unwrap() {
             let kind = entry.capabilities[0].kind().clone();
             let request = Request::new(
@@ -242,11 +347,37 @@ async fn mdns_child() {
             );
             let answer = node.request(entry.peer, request).await.unwrap();
             assert_eq!(answer.result["echo"], serde_json::json!(index));
-            println!("{} answered from {:?}", entry.peer, entry.addrs);
+            println!(
+                "{} answered after {:?} (addresses {:?})",
+                entry.peer,
+                started.elapsed(),
+                entry.addrs
+            );
         }
-    })
-    .await;
-    println!("RESULT {}", if result.is_ok() { "ok" } else { "timeout" });
+    });
+    // A time limit in running time, not a timer: see `RunningClock`.
+    let mut clock = RunningClock::start();
+    let mut tick = tokio::time::interval(STEP);
+    let finished = loop {
+        tokio::select! {
+            () = &mut work => break true,
+            _ = tick.tick() => if clock.advance() >= CHILD_WAIT { break false },
+        }
+    };
+    drop(work);
+    if !finished {
+        // What the node knew when its time ran out.
+        println!("connected to {:?}", node.connected_peers().await);
+        let known: Vec<_> = node
+            .directory()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.peer)
+            .collect();
+        println!("capabilities known of {known:?}");
+    }
+    println!("RESULT {}", if finished { "ok" } else { "timeout" });
     // Keep serving the others until the parent says stop (or goes away).
     let _ = tokio::task::spawn_blocking(|| {
         let mut line = String::new();

@@ -423,6 +423,55 @@ async fn a_silent_listener_is_given_up_after_the_handshake_timeout() {
     held.abort();
 }
 
+/// A node dials from a fresh port, not from the one it listens on, with
+/// and without a swarm key. From the listening port, two nodes that dial
+/// each other at the same moment (as two that find each other by mDNS do)
+/// would open one TCP connection from both ends, and both dials would fail.
+#[tokio::test]
+async fn dials_leave_from_a_fresh_port() {
+    for swarm_key in [None, Some(generate_swarm_key())] {
+        let private = swarm_key.is_some();
+        let (a, _) = node(Config {
+            swarm_key,
+            ..Config::loopback()
+        })
+        .await;
+        let listening: Vec<u16> = a
+            .listen_addrs()
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|addr| {
+                addr.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+                    _ => None,
+                })
+            })
+            .collect();
+        assert!(!listening.is_empty());
+        let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = other.local_addr().unwrap().port();
+        let dialler = a.clone();
+        // The dial fails (nothing answers the handshake); only its source
+        // port matters here.
+        let dial = tokio::spawn(async move {
+            let _ = dialler
+                .dial(format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap())
+                .await;
+        });
+        let (_stream, from) = tokio::time::timeout(Duration::from_secs(20), other.accept())
+            .await
+            .expect("the node dials")
+            .unwrap();
+        assert!(
+            !listening.contains(&from.port()),
+            "private: {private}: dialled from {from}, a listening port of {listening:?}"
+        );
+        dial.abort();
+        a.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn quic_is_refused_in_a_private_mesh() {
     let config = Config {

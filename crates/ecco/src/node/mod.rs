@@ -21,6 +21,7 @@ mod codec;
 mod config;
 mod event_loop;
 mod fetch;
+mod fresh_ports;
 mod handle;
 mod lazy;
 mod messaging;

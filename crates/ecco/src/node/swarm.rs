@@ -12,6 +12,7 @@ use socket2::{Domain, Socket, Type};
 use super::NodeError;
 use super::behaviour::{Behaviour, Protocols};
 use super::config::{Config, Transport};
+use super::fresh_ports::FreshPorts;
 use crate::Identity;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -61,7 +62,7 @@ pub(crate) fn build(
         (Transport::Network, Some(psk)) => builder
             .with_other_transport(|key| {
                 Ok::<_, BoxError>(
-                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    tcp_transport()
                         .and_then(move |s, _| PnetConfig::new(psk).handshake(s))
                         .upgrade(Version::V1Lazy)
                         .authenticate(noise::Config::new(key)?)
@@ -77,13 +78,16 @@ pub(crate) fn build(
             .with_connection_timeout(handshake_timeout)
             .build(),
         (Transport::Network, None) => builder
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| build_error(&e))?
             .with_quic()
+            .with_other_transport(|key| {
+                Ok::<_, BoxError>(
+                    tcp_transport()
+                        .upgrade(Version::V1Lazy)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
+            })
+            .map_err(|e| build_error(&e))?
             .with_dns()
             .map_err(|e| build_error(&e))?
             .with_behaviour(behaviour)
@@ -95,10 +99,19 @@ pub(crate) fn build(
     Ok(swarm)
 }
 
+/// TCP with Nagle's algorithm off (requests are small and latency counts),
+/// dialling from fresh ports ([`FreshPorts`]).
+fn tcp_transport() -> FreshPorts<tcp::tokio::Transport> {
+    FreshPorts(tcp::tokio::Transport::new(
+        tcp::Config::default().nodelay(true),
+    ))
+}
+
 /// Fails if another socket already listens on `addr`'s TCP port.
 ///
 /// libp2p's TCP transport sets `SO_REUSEPORT` on its listeners (so that
-/// dials can leave from the listening port), and Linux lets every process
+/// dials could leave from the listening port; Ecco's do not, see
+/// `FreshPorts`), and Linux lets every process
 /// of the same user that does so bind the same port and then splits the
 /// incoming connections between them: a second agent started on a taken
 /// port would silently get some of the first one's peers. A plain bind,

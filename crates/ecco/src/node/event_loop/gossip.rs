@@ -106,6 +106,15 @@ impl EventLoop {
         }
     }
 
+    /// Where peers reach this node changed (a listen address came or went,
+    /// as when a wildcard listener finds its interfaces after `spawn`):
+    /// announcements carry the addresses, so a new one goes out, and a
+    /// capability fetch is no longer answered with the old one.
+    pub(super) fn addresses_changed(&mut self) {
+        self.gossip.signed = None;
+        self.announce();
+    }
+
     /// Signs and publishes this node's capabilities (nothing when it offers none).
     pub(super) fn announce(&mut self) {
         let g = &mut self.gossip;

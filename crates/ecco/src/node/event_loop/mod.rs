@@ -209,7 +209,8 @@ impl EventLoop {
             match tokio::time::timeout(LISTEN_WAIT, swarm.select_next_some()).await {
                 Ok(SwarmEvent::NewListenAddr { address, .. }) => {
                     tracing::info!(%address, "listening");
-                    advertise(&mut swarm, address);
+                    // Nothing is announced yet: no need to know what changed.
+                    let _ = advertise(&mut swarm, address);
                     listening += 1;
                 }
                 Ok(SwarmEvent::ListenerError { error, .. })
@@ -448,7 +449,9 @@ impl EventLoop {
                 listener_id,
                 address,
             } => {
-                advertise(&mut self.swarm, address.clone());
+                if advertise(&mut self.swarm, address.clone()) {
+                    self.addresses_changed();
+                }
                 if let Some((_, reply)) = self.listeners.remove(&listener_id) {
                     let _ = reply.send(Ok(address.clone()));
                 }
@@ -456,8 +459,11 @@ impl EventLoop {
             }
             // An interface went away (a laptop left its network): peers
             // cannot reach the node there any more.
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
+            SwarmEvent::ExpiredListenAddr { address, .. }
+                if self.swarm.external_addresses().any(|a| *a == address) =>
+            {
                 self.swarm.remove_external_address(&address);
+                self.addresses_changed();
             }
             SwarmEvent::ListenerError { listener_id, error } => {
                 if let Some((addr, reply)) = self.listeners.remove(&listener_id) {
@@ -726,12 +732,13 @@ impl EventLoop {
 /// meshes run on LANs, private clusters and hosts with public addresses:
 /// where a node listens is where peers reach it (there is no NAT traversal).
 /// Loopback addresses are advertised only while the node has no other, so
-/// that LAN peers are not sent to their own loopback.
-fn advertise(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
+/// that LAN peers are not sent to their own loopback. Returns whether the
+/// advertised addresses changed.
+fn advertise(swarm: &mut Swarm<Behaviour>, address: Multiaddr) -> bool {
     let loopback = is_loopback(&address);
     let others: Vec<Multiaddr> = swarm.external_addresses().cloned().collect();
-    if loopback && others.iter().any(|a| !is_loopback(a)) {
-        return;
+    if others.contains(&address) || (loopback && others.iter().any(|a| !is_loopback(a))) {
+        return false;
     }
     if !loopback {
         for old in others.into_iter().filter(is_loopback) {
@@ -739,6 +746,7 @@ fn advertise(swarm: &mut Swarm<Behaviour>, address: Multiaddr) {
         }
     }
     swarm.add_external_address(address);
+    true
 }
 
 fn is_loopback(addr: &Multiaddr) -> bool {
