@@ -124,7 +124,7 @@ fn settings(args: &Args, file: &File) -> anyhow::Result<(Config, Duration)> {
     if mesh_args.swarm_key.is_none() {
         mesh_args.swarm_key = file.swarm_key.clone();
     }
-    if file.mdns == Some(false) {
+    if file.mdns == Some(false) && !mesh_args.mdns {
         mesh_args.no_mdns = true;
     }
     let mut config = mesh_args.config(Config::default())?;
@@ -306,6 +306,17 @@ mod tests {
 
         let (_, timeout) = settled(&[], "");
         assert_eq!(timeout, Duration::from_secs(30), "the default");
+    }
+
+    #[test]
+    fn mdns_follows_the_last_flag_then_the_file() {
+        let mdns = |flags: &[&str], file: &str| settled(flags, file).0.discovery.mdns;
+        assert!(mdns(&[], ""), "on by default");
+        assert!(!mdns(&[], "mdns = false"));
+        assert!(mdns(&["--mdns"], "mdns = false"), "the flag wins");
+        assert!(!mdns(&["--no-mdns"], "mdns = true"));
+        assert!(!mdns(&["--mdns", "--no-mdns"], ""));
+        assert!(mdns(&["--no-mdns", "--mdns"], "mdns = false"));
     }
 
     #[test]

@@ -27,8 +27,12 @@ pub(crate) struct MeshArgs {
     #[arg(long)]
     pub(crate) swarm_key: Option<PathBuf>,
     /// Turns mDNS (LAN discovery by multicast) off.
-    #[arg(long)]
+    #[arg(long, overrides_with = "mdns")]
     pub(crate) no_mdns: bool,
+    /// Keeps mDNS on, even if an agent's file says `mdns = false` (the
+    /// last of `--mdns` and `--no-mdns` wins; on is the default).
+    #[arg(long, overrides_with = "no_mdns")]
+    pub(crate) mdns: bool,
 }
 
 /// Checks a `--listen` or `--bootstrap` flag: one multiaddr.
