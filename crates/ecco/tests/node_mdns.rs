@@ -3,7 +3,8 @@
 //! this test. The nodes find each other by multicast DNS alone (no
 //! bootstrap address) and exchange requests. Multicast never reaches the
 //! machine's own interfaces: every interface involved lives in a namespace
-//! the test made and deletes.
+//! the test made and deletes. A second test cuts the routes between two
+//! nodes for their first 2 s: they must still connect, by dialling again.
 //!
 //! The test re-runs its own binary inside each namespace (`ip netns exec`)
 //! to run the ignored `mdns_child` test as one node. Without the privileges
@@ -24,6 +25,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
+/// How many nodes the child's LAN has (`NODES` unless set).
+const NODES_ENV: &str = "ECCO_MDNS_NODES";
 const INDEX_ENV: &str = "ECCO_MDNS_INDEX";
 /// Set to print every node's log even when the test passes.
 const SHOW_LOGS_ENV: &str = "ECCO_MDNS_SHOW_LOGS";
@@ -88,8 +91,9 @@ struct Lan {
 }
 
 impl Lan {
-    fn create() -> Result<Self, String> {
-        let tag = std::process::id();
+    /// `name` tells apart the LANs of tests running at once.
+    fn create(name: &str, nodes: usize) -> Result<Self, String> {
+        let tag = format!("{}-{name}", std::process::id());
         let mut lan = Lan {
             hub: format!("ecco-mdns-{tag}-hub"),
             nodes: Vec::new(),
@@ -110,7 +114,7 @@ impl Lan {
             "0",
         ])?;
         ip(&["-n", &hub, "link", "set", "br0", "up"])?;
-        for i in 0..NODES {
+        for i in 0..nodes {
             let ns = format!("ecco-mdns-{tag}-n{i}");
             ip(&["netns", "add", &ns])?;
             lan.nodes.push(ns.clone());
@@ -184,19 +188,42 @@ impl Drop for Logs {
 
 #[test]
 fn mdns_in_network_namespaces() {
-    let lan = match Lan::create() {
+    run_lan("all", NODES, false);
+}
+
+/// Two nodes that mDNS finds while neither can reach the other (each
+/// namespace has no route to the other's address for the first 2 s): their
+/// dials fail at once, mDNS says nothing more for minutes, and only dialling
+/// again connects them.
+#[test]
+fn peers_found_by_mdns_are_dialled_again() {
+    run_lan("redial", 2, true);
+}
+
+/// Runs `nodes` nodes on a LAN of namespaces until each has found, learned
+/// and asked every other; with `cut`, nodes 0 and 1 have no route to each
+/// other for their first 2 s.
+fn run_lan(name: &str, nodes: usize, cut: bool) {
+    let lan = match Lan::create(name, nodes) {
         Ok(lan) => lan,
         Err(e) => {
             if std::env::var("ECCO_REQUIRE_NETNS").as_deref() == Ok("1") {
                 panic!("ECCO_REQUIRE_NETNS=1 but network namespaces cannot be created: {e}");
             }
             println!(
-                "SKIP mdns_in_network_namespaces: cannot create network namespaces \
+                "SKIP {name}: cannot create network namespaces \
                  (needs root or CAP_NET_ADMIN): {e}"
             );
             return;
         }
     };
+    // Unreachable routes fail the dials at once, both ways.
+    let cuts = [(0, "10.233.0.2/32"), (1, "10.233.0.1/32")];
+    if cut {
+        for (i, to) in cuts {
+            ip(&["-n", &lan.nodes[i], "route", "add", "unreachable", to]).unwrap();
+        }
+    }
     let exe = std::env::current_exe().unwrap();
     let (tx, rx) = mpsc::channel::<(usize, String)>();
     let mut logs = Logs(Vec::new());
@@ -213,6 +240,7 @@ fn mdns_in_network_namespaces() {
                 "--test-threads=1",
             ])
             .env(INDEX_ENV, i.to_string())
+            .env(NODES_ENV, nodes.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,8 +266,16 @@ fn mdns_in_network_namespaces() {
     drop(tx);
 
     let mut clock = RunningClock::start();
-    let mut done = [false; NODES];
+    let mut done = vec![false; nodes];
+    let mut cut = cut;
     while !done.iter().all(|d| *d) {
+        if cut && clock.advance() >= Duration::from_secs(2) {
+            for (i, to) in cuts {
+                ip(&["-n", &lan.nodes[i], "route", "del", "unreachable", to]).unwrap();
+            }
+            println!("routes between nodes 0 and 1 restored");
+            cut = false;
+        }
         let (i, line) = match rx.recv_timeout(STEP) {
             Ok(line) => line,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -271,7 +307,7 @@ fn mdns_in_network_namespaces() {
     drop(lan);
 }
 
-/// One node of the test above, run in its namespace. Not a test on its own.
+/// One node of the tests above, run in its namespace. Not a test on its own.
 #[tokio::test]
 #[ignore = "one node of mdns_in_network_namespaces, which runs it in a namespace"]
 async fn mdns_child() {
@@ -281,6 +317,7 @@ async fn mdns_child() {
     use std::collections::BTreeSet;
 
     let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+    let nodes: usize = std::env::var(NODES_ENV).map_or(NODES, |n| n.parse().unwrap());
     // Debug logs go to stderr, which the parent prints if the test fails.
     tracing_subscriber::fmt()
         .with_env_filter("ecco=debug,libp2p_mdns=debug,libp2p_swarm=debug")
@@ -311,7 +348,7 @@ async fn mdns_child() {
     let mut work = Box::pin(async {
         // mDNS must find both others; their capabilities follow.
         let mut discovered = BTreeSet::new();
-        while discovered.len() < NODES - 1 {
+        while discovered.len() < nodes - 1 {
             if let Ok(Event::PeerDiscovered(peer)) = events.recv().await {
                 discovered.insert(peer);
             }

@@ -5,6 +5,7 @@ mod dial;
 mod fetch;
 mod gossip;
 mod peers;
+mod redial;
 mod window;
 
 use std::collections::{HashMap, HashSet};
@@ -164,6 +165,8 @@ pub(crate) struct EventLoop {
     foreign: peers::Recent,
     /// Peers that mDNS found.
     mdns_found: peers::Recent,
+    /// Peers that mDNS found and a dial did not reach, dialled again.
+    redials: redial::Redials,
     /// The identify protocol version of this mesh; peers with another are dropped.
     identify_version: String,
     fetch_protocol: StreamProtocol,
@@ -269,6 +272,7 @@ impl EventLoop {
             fetches: fetch::Fetches::default(),
             foreign: peers::Recent::default(),
             mdns_found: peers::Recent::default(),
+            redials: redial::Redials::default(),
             identify_version: protocols.identify.clone(),
             fetch_protocol: protocols.fetch.clone(),
             protocols_kad: protocols.kad.clone(),
@@ -293,6 +297,7 @@ impl EventLoop {
                     self.dht_prune();
                     self.dials_expire();
                     self.refuse_late();
+                    self.mdns_redial();
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
@@ -495,6 +500,7 @@ impl EventLoop {
                 ..
             } => {
                 self.dial_connected(connection_id, peer_id);
+                self.redials.connected(connection_id, peer_id);
                 if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
                     let _ = self.events.send(Event::PeerConnected(peer_id));
@@ -528,6 +534,8 @@ impl EventLoop {
                 if let Some(peer) = peer_id {
                     self.fetch_unreachable(peer, &error.to_string());
                 }
+                let unconnected = peer_id.is_some_and(|p| !self.swarm.is_connected(&p));
+                self.mdns_dial_failed(connection_id, unconnected);
                 self.dial_failed(connection_id, &error);
             }
             SwarmEvent::Behaviour(event) => match event {

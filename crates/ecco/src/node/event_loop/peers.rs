@@ -4,8 +4,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use libp2p::swarm::ConnectionError;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionError, ConnectionId};
 use libp2p::{Multiaddr, PeerId, identify, mdns};
 
 use super::EventLoop;
@@ -181,12 +181,50 @@ impl EventLoop {
             for addr in &addrs {
                 self.swarm.add_peer_address(peer, addr.clone());
             }
-            let opts = DialOpts::peer_id(peer)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .addresses(addrs)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
+            if let Some(connection) = self.dial_found(peer, addrs.clone()) {
+                self.redials.dialling(connection, peer, addrs);
+            }
+        }
+    }
+
+    /// Dials a peer that mDNS found; the dial's connection id if it started.
+    fn dial_found(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) -> Option<ConnectionId> {
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs)
+            .build();
+        let connection = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => Some(connection),
+            Err(e) => {
                 tracing::debug!(%peer, error = %e, "cannot dial a peer found by mDNS");
+                None
+            }
+        }
+    }
+
+    /// A dial failed: if it was to a peer that mDNS found and that is still
+    /// not connected, it is dialled again later (`redial`).
+    pub(super) fn mdns_dial_failed(&mut self, connection: ConnectionId, unconnected: bool) {
+        let now = std::time::Instant::now();
+        match self.redials.failed(connection, unconnected, now) {
+            Some((peer, Some(wait))) => {
+                tracing::debug!(%peer, ?wait, "a peer found by mDNS is unreachable; dialling again");
+            }
+            Some((peer, None)) => {
+                tracing::debug!(%peer, "a peer found by mDNS stays unreachable; left to mDNS");
+            }
+            None => {}
+        }
+    }
+
+    /// Dials again the peers found by mDNS whose wait is over.
+    pub(super) fn mdns_redial(&mut self) {
+        for (peer, addrs) in self.redials.due(std::time::Instant::now()) {
+            match self.dial_found(peer, addrs) {
+                Some(connection) => self.redials.redialling(connection, peer),
+                // Connected or being dialled meanwhile, or not dialable.
+                None => self.redials.forget(peer),
             }
         }
     }
