@@ -13,9 +13,10 @@
 //!
 //! Time limits count running time only ([`RunningClock`]): a virtual machine
 //! that is paused (a snapshot, a busy host) makes every timer fire at once
-//! when it resumes, which once failed this test with every node still busy.
+//! when it resumes, which would fail the test with every node still busy.
 //! Each node logs at debug level to a pipe; its log is printed if the test
-//! fails, so that a failure says what the node did.
+//! fails, so that a failure says what the node did (that is how crossing
+//! dials from the listening ports were found: `node/fresh_ports.rs`).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
