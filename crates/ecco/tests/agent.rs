@@ -726,10 +726,64 @@ async fn a_call_is_cancelled_when_its_requester_stops_waiting() {
     );
 }
 
-/// A request that waited for a free slot past its requester's deadline is
-/// not started at all: a handler process would only be killed at once.
+/// A caller that stops waiting before the deadline (it dropped its
+/// request: a query decided without this agent, a task aborted) cancels
+/// the call, which would otherwise run until the request's deadline (30 s,
+/// beyond `WAIT`); the provider's slot is free again.
 #[tokio::test]
-async fn a_request_that_waited_past_its_deadline_is_not_started() {
+async fn a_call_is_cancelled_when_its_caller_drops_the_request() {
+    let (provider, mut started, mut dropped) = hanging_provider().await;
+    let client = client(&provider).await;
+    let (node, peer) = (client.node().clone(), provider.peer_id());
+    let asked = tokio::spawn(async move {
+        let request = ecco::node::Request::new("test/hang".parse().unwrap(), json!(1));
+        node.request(peer, request).await
+    });
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+    assert!(dropped.try_recv().is_err(), "the call runs");
+    asked.abort();
+    let cancelled = tokio::time::timeout(WAIT, dropped.recv()).await;
+    assert!(cancelled.is_ok(), "the call is cancelled once nobody waits");
+    call_hang(&client, peer, 2);
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+}
+
+/// A query decided without an agent (the first answer wins) cancels that
+/// agent's call at the agent too, not only at the client.
+#[tokio::test]
+async fn a_query_decided_without_an_agent_cancels_its_call_there() {
+    let (hanging, mut started, mut dropped) = hanging_provider().await;
+    // Answers after a moment, so that the other call has started by then.
+    let _fast = agent(
+        Some(&hanging),
+        "test/hang f@1.0.0",
+        json!("quick"),
+        Duration::from_millis(300),
+    )
+    .await;
+    let client = client(&hanging).await;
+    knows(&client, "test/hang", 2).await;
+    let answered = client
+        .query(q("test/hang"))
+        .select(Selection::All)
+        .aggregate(Aggregation::FirstResponse)
+        .send(json!(1))
+        .await
+        .unwrap();
+    assert_eq!(answered.consensus.answer, Some(json!("quick")));
+    tokio::time::timeout(WAIT, started.recv()).await.unwrap();
+    let cancelled = tokio::time::timeout(WAIT, dropped.recv()).await;
+    assert!(
+        cancelled.is_ok(),
+        "the hanging agent's call is cancelled, not left to its 30 s deadline"
+    );
+}
+
+/// A request that waited for a free slot past its requester's deadline,
+/// or whose caller dropped it meanwhile, is not started at all: a handler
+/// process would only be killed at once.
+#[tokio::test]
+async fn a_request_that_waited_past_its_deadline_or_was_cancelled_is_not_started() {
     let release = Arc::new(tokio::sync::Notify::new());
     let started = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (release2, started2) = (release.clone(), started.clone());
@@ -768,9 +822,15 @@ async fn a_request_that_waited_past_its_deadline_is_not_started() {
         matches!(late, Err(ecco::node::RequestError::Timeout(_))),
         "{late:?}"
     );
+    // Several, since a call whose requester is gone may also be dropped
+    // before its first poll, by chance.
+    let dropped: Vec<_> = (0..5).map(|_| tokio::spawn(ask("dropped", WAIT))).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    dropped.iter().for_each(tokio::task::JoinHandle::abort);
     // The provider counts the deadline from the request's arrival, a
-    // little after the requester does.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // little after the requester does; the cancel leaves on the
+    // requester's next tick (250 ms), then takes a round trip.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     release.notify_one();
     blocking.await.unwrap().unwrap();
     // The slot is free again, and the next request is served.

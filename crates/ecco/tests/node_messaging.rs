@@ -118,6 +118,32 @@ async fn a_request_tells_the_provider_how_long_it_is_waited_for() {
     );
 }
 
+/// A caller that stops waiting (its request future dropped) cancels the
+/// request: the provider's inbound request closes long before the
+/// request's deadline (30 s), and the provider serves on, the same
+/// connection included.
+#[tokio::test]
+async fn a_request_its_caller_drops_is_cancelled_at_the_provider() {
+    let (a, mut inbox) = node(Config::memory()).await;
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let asked = tokio::spawn({
+        let b = b.clone();
+        async move { b.request(peer, request("hold", json!(1))).await }
+    });
+    let mut inbound = inbox.recv().await.unwrap();
+    assert!(!inbound.is_closed(), "the caller still waits");
+    asked.abort();
+    let told = tokio::time::timeout(Duration::from_secs(10), inbound.closed()).await;
+    assert!(told.is_ok(), "the provider learns that nobody waits");
+    assert!(inbound.is_closed());
+    // The answer goes nowhere and harms nothing.
+    inbound.respond(Answer::new(json!("late")));
+    serve(inbox);
+    assert_serves(&a, &b).await;
+    assert_eq!(b.connected_peers().await.unwrap(), vec![a.peer_id()]);
+}
+
 #[tokio::test]
 async fn errors_say_what_happened() {
     let (a, inbox) = node(Config::memory()).await;

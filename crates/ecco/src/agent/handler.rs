@@ -268,9 +268,13 @@ pub(crate) async fn serve(
 /// has stopped waiting, so this mostly closes the stream.
 const PAST_DEADLINE: &str = "the requester's deadline passed before the handler finished";
 
-/// The request, unless its requester's deadline has passed: then it is
-/// answered so, unstarted.
+/// The request, unless its requester's deadline has passed (then it is
+/// answered so, unstarted) or its requester cancelled it.
 fn unless_past(inbound: InboundRequest, kind: &str) -> Option<InboundRequest> {
+    if inbound.is_closed() {
+        tracing::debug!(peer = %inbound.peer, capability = %kind, "the requester cancelled: not started");
+        return None;
+    }
     if inbound.deadline().is_none_or(|d| d > Instant::now()) {
         return Some(inbound);
     }

@@ -28,6 +28,16 @@ pub(crate) enum Inbound {
     /// missing or unknown field): why, so that the sender is told instead
     /// of seeing its stream fail.
     Malformed(String),
+    /// The requester no longer waits for its request of this number
+    /// ([`Request`]'s `id`): its handler may stop.
+    Cancel(u64),
+}
+
+/// A cancel on the wire: `{ "cancel": id }`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cancel {
+    cancel: u64,
 }
 
 /// The request-response codec; see the module documentation.
@@ -77,7 +87,13 @@ impl libp2p::request_response::Codec for Codec {
         if !over {
             return Ok(match bounded::decode(&buf, self.max_request_memory) {
                 Ok(request) => Inbound::Request(request),
-                Err(DecodeError::Malformed(why)) => Inbound::Malformed(why),
+                // Tried second, so that requests cost no more to read; a
+                // message that is neither is reported as a request.
+                // A cancel holds one integer: nothing to unfold in memory.
+                Err(DecodeError::Malformed(why)) => match cbor4ii::serde::from_slice(&buf) {
+                    Ok(Cancel { cancel }) => Inbound::Cancel(cancel),
+                    Err(_) => Inbound::Malformed(why),
+                },
                 Err(e @ DecodeError::TooLarge { .. }) => Inbound::TooLarge(format!(
                     "the request of {} bytes {TOO_LARGE}: {e}",
                     buf.len()
@@ -134,13 +150,16 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let Inbound::Request(request) = request else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "only a decoded request is sent, never a marker",
-            ));
+        let bytes = match request {
+            Inbound::Request(request) => encode(&request)?,
+            Inbound::Cancel(cancel) => encode(&Cancel { cancel })?,
+            Inbound::TooLarge(_) | Inbound::Malformed(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "only a request or a cancel is sent, never a marker",
+                ));
+            }
         };
-        let bytes = encode(&request)?;
         if bytes.len() as u64 > self.max_request {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -250,6 +269,51 @@ mod tests {
                     assert_eq!(r, sent);
                 }
                 other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    async fn through_the_wire(bytes: Vec<u8>) -> Inbound {
+        codec(1024, 1024)
+            .read_request(&protocol(), &mut Cursor::new(bytes))
+            .await
+            .unwrap()
+    }
+
+    /// A request's `id` travels when set; a cancel names one and is told
+    /// from a request. A message that is neither is a malformed request.
+    #[tokio::test]
+    async fn ids_and_cancels_travel_and_anything_else_is_a_malformed_request() {
+        let mut sent = request(1);
+        sent.id = Some(41);
+        let mut wire = Cursor::new(Vec::new());
+        codec(1024, 1024)
+            .write_request(&protocol(), &mut wire, Inbound::Request(sent.clone()))
+            .await
+            .unwrap();
+        match through_the_wire(wire.into_inner()).await {
+            Inbound::Request(r) => assert_eq!((r.id, r), (Some(41), sent)),
+            other => panic!("{other:?}"),
+        }
+        let mut wire = Cursor::new(Vec::new());
+        codec(1024, 1024)
+            .write_request(&protocol(), &mut wire, Inbound::Cancel(41))
+            .await
+            .unwrap();
+        let bytes = wire.into_inner();
+        let on_the_wire: serde_json::Value = cbor4ii::serde::from_slice(&bytes).unwrap();
+        assert_eq!(on_the_wire, json!({"cancel": 41}));
+        assert!(matches!(through_the_wire(bytes).await, Inbound::Cancel(41)));
+        for neither in [
+            json!({"cancel": "41"}),
+            json!({"cancel": 41, "capability": "x"}),
+            json!({"cancel": -1}),
+            json!({"payload": 1}),
+        ] {
+            let bytes = cbor4ii::serde::to_vec(Vec::new(), &neither).unwrap();
+            match through_the_wire(bytes).await {
+                Inbound::Malformed(why) => assert!(!why.is_empty()),
+                other => panic!("{neither}: {other:?}"),
             }
         }
     }

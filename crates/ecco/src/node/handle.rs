@@ -165,12 +165,20 @@ impl InboundRequest {
         ReplySink::new(self.reply)
     }
 
-    /// Resolves once the requester can no longer get the reply: its last
+    /// Resolves once the requester can no longer get the reply: it
+    /// cancelled the request (its caller stopped waiting), its last
     /// connection closed (it stopped, or gave up and hung up), or, for a
     /// streaming reply, its stream ended. A handler that races its work
     /// against this stops working for nobody.
     pub async fn closed(&mut self) {
         self.reply.closed().await;
+    }
+
+    /// Whether the requester can no longer get the reply (as
+    /// [`closed`](Self::closed) says), without waiting: a request that
+    /// waited in a queue may have been cancelled meanwhile.
+    pub fn is_closed(&self) -> bool {
+        self.reply.is_closed()
     }
 
     /// The request, and where its reply goes.
@@ -180,6 +188,14 @@ impl InboundRequest {
 }
 
 impl Responder {
+    /// Whether [`Responder::closed`] would resolve at once.
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Responder::Unary(reply) => reply.is_closed(),
+            Responder::Stream(tx) => tx.is_closed(),
+        }
+    }
+
     /// See [`InboundRequest::closed`].
     pub(crate) async fn closed(&mut self) {
         match self {

@@ -28,6 +28,11 @@ pub struct Request {
     /// provider can stop work nobody waits for ([`Request::timeout`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) timeout_ms: Option<u64>,
+    /// The requester's number for this request, unique among its requests
+    /// to this provider, so that it can cancel the request by that number
+    /// once nobody waits for the answer. Set by the sending node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<u64>,
 }
 
 impl Request {
@@ -39,6 +44,7 @@ impl Request {
             attachments: Vec::new(),
             negotiation: None,
             timeout_ms: None,
+            id: None,
         }
     }
 

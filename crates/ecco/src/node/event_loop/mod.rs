@@ -1,5 +1,6 @@
 //! The node's task: owns the `Swarm`, serves commands, routes events.
 
+mod cancel;
 pub(crate) mod dht;
 mod dial;
 mod fetch;
@@ -119,16 +120,29 @@ impl Queued {
     }
 }
 
-/// An inbound request's reply on its way; `None` when the requester went
-/// away first (its answer could not reach it).
-type PendingReply = BoxFuture<'static, Option<(ResponseChannel<Reply>, Reply)>>;
+/// An inbound request's reply on its way, with the requester's number for
+/// the request if it gave one; no reply when the requester went away first
+/// (its answer could not reach it).
+type PendingReply = BoxFuture<
+    'static,
+    (
+        Option<(PeerId, u64)>,
+        Option<(ResponseChannel<Reply>, Reply)>,
+    ),
+>;
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     inbound: mpsc::Sender<InboundRequest>,
     events: broadcast::Sender<Event>,
-    requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Answer, RequestError>>>,
+    requests: HashMap<OutboundRequestId, cancel::Sent>,
+    /// Cancels sent for requests nobody waits for, until they are answered.
+    cancels: HashSet<OutboundRequestId>,
+    /// The number the next request sent carries.
+    next_request_id: u64,
+    /// Inbound requests that a cancel from their requester can stop.
+    cancellable: cancel::Cancellable,
     /// Requests in flight per peer, and those waiting for a free stream.
     window: window::Window<Queued>,
     max_concurrent_streams: usize,
@@ -250,6 +264,9 @@ impl EventLoop {
             inbound,
             events,
             requests: HashMap::new(),
+            cancels: HashSet::new(),
+            next_request_id: 0,
+            cancellable: cancel::Cancellable::default(),
             window: window::Window::new(
                 config.limits.max_concurrent_streams,
                 config.limits.max_waiting_requests,
@@ -298,6 +315,7 @@ impl EventLoop {
                     self.dials_expire();
                     self.refuse_late();
                     self.mdns_redial();
+                    self.cancel_abandoned();
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
@@ -313,7 +331,10 @@ impl EventLoop {
                     }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(done) = self.replies.next(), if !self.replies.is_empty() => {
+                Some((id, done)) = self.replies.next(), if !self.replies.is_empty() => {
+                    if let Some(id) = id {
+                        self.cancellable.done(id);
+                    }
                     if let Some((channel, reply)) = done {
                         // Fails only if the connection closed meanwhile; the requester then knows.
                         let _ = self.swarm.behaviour_mut().messaging.send_response(channel, reply);
@@ -341,8 +362,8 @@ impl EventLoop {
         for peer in peers {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
-        for (_, reply) in self.requests.drain() {
-            let _ = reply.send(Err(RequestError::NodeStopped));
+        for (_, sent) in self.requests.drain() {
+            let _ = sent.reply.send(Err(RequestError::NodeStopped));
         }
         for queued in self.window.drain() {
             let _ = queued.reply.send(Err(RequestError::NodeStopped));
@@ -561,8 +582,11 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if let Some(reply) = self.requests.remove(&request_id) {
-                        let _ = reply.send(match response {
+                    if self.cancel_finished(request_id) {
+                        return;
+                    }
+                    if let Some(sent) = self.requests.remove(&request_id) {
+                        let _ = sent.reply.send(match response {
                             Reply::Answer(answer) => Ok(answer),
                             Reply::Error(e) => Err(e.into()),
                         });
@@ -576,6 +600,10 @@ impl EventLoop {
                 error,
                 ..
             } => {
+                if self.cancel_finished(request_id) {
+                    tracing::debug!(%peer, %error, "a cancel did not reach the provider");
+                    return;
+                }
                 // The peer's handler drops a stream over its limit unread,
                 // and the connection stays up: a closed connection is
                 // reported as `ConnectionClosed`, not as an I/O error.
@@ -587,8 +615,10 @@ impl EventLoop {
                 };
                 // Finished first, so that the error can say what was learned.
                 self.request_finished(peer, outcome);
-                if let Some(reply) = self.requests.remove(&request_id) {
-                    let _ = reply.send(Err(self.outbound_error(peer, error, outcome)));
+                if let Some(sent) = self.requests.remove(&request_id) {
+                    let _ = sent
+                        .reply
+                        .send(Err(self.outbound_error(peer, error, outcome)));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -641,12 +671,22 @@ impl EventLoop {
         // The time left, not the deadline: the two clocks need not agree.
         let left = queued.deadline.saturating_duration_since(Instant::now());
         request.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
-        let id = self
+        let id = self.next_request_id();
+        request.id = Some(id);
+        let request_id = self
             .swarm
             .behaviour_mut()
             .messaging
             .send_request(&peer, Inbound::Request(request));
-        self.requests.insert(id, queued.reply);
+        self.requests.insert(
+            request_id,
+            cancel::Sent {
+                peer,
+                id,
+                deadline: queued.deadline,
+                reply: queued.reply,
+            },
+        );
     }
 
     /// A request to `peer` was answered or failed: its stream goes to the
@@ -658,6 +698,30 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Reply>) {
+        let id = match &request {
+            Inbound::Cancel(id) => return self.on_cancel(peer, *id, channel),
+            Inbound::Request(request) => request.id.map(|id| (peer, id)),
+            Inbound::Malformed(_) | Inbound::TooLarge(_) => None,
+        };
+        let cancel = match id {
+            Some((_, number)) => match self.cancellable.register(peer, number) {
+                Some(cancel) => Some(cancel),
+                None => {
+                    let refused = refusal(
+                        RemoteErrorKind::Refused,
+                        format!("request number {number} is already in progress"),
+                    );
+                    // Fails only if the connection closed meanwhile.
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .messaging
+                        .send_response(channel, refused);
+                    return;
+                }
+            },
+            None => None,
+        };
         match self.hand_over(peer, request) {
             Ok(reply) => {
                 let mut gone = self
@@ -666,7 +730,15 @@ impl EventLoop {
                     .or_insert_with(|| watch::channel(false).0)
                     .subscribe();
                 self.replies.push(Box::pin(async move {
-                    tokio::select! {
+                    let cancelled = async {
+                        match cancel {
+                            Some(cancel) => cancel.await.is_ok(),
+                            None => std::future::pending().await,
+                        }
+                    };
+                    // Dropping `reply`, as both ways out but the first do,
+                    // tells the handler (`InboundRequest::closed`).
+                    let done = tokio::select! {
                         reply = reply => {
                             let reply = reply.unwrap_or_else(|_| {
                                 refusal(
@@ -677,14 +749,18 @@ impl EventLoop {
                             });
                             Some((channel, reply))
                         }
+                        true = cancelled => Some((channel, cancel::cancelled())),
                         // The answer has no way back (a response travels on
-                        // the request's connection); dropping `reply` tells
-                        // the handler (`InboundRequest::closed`).
+                        // the request's connection).
                         _ = gone.wait_for(|gone| *gone) => None,
-                    }
+                    };
+                    (id, done)
                 }));
             }
             Err(refused) => {
+                if let Some(id) = id {
+                    self.cancellable.done(id);
+                }
                 // Fails only if the connection closed meanwhile.
                 let _ = self
                     .swarm
@@ -710,6 +786,13 @@ impl EventLoop {
                 ));
             }
             Inbound::TooLarge(why) => return Err(refusal(RemoteErrorKind::TooLarge, why)),
+            // `on_request` answers cancels itself.
+            Inbound::Cancel(id) => {
+                return Err(refusal(
+                    RemoteErrorKind::Refused,
+                    format!("a cancel of request number {id} is not a request"),
+                ));
+            }
         };
         if self.replies.len() >= self.max_pending_replies {
             return Err(refusal(
