@@ -59,6 +59,7 @@ pub mod node;
 pub mod registry;
 
 mod bounded;
+mod cbor;
 
 pub use ecco_identity as identity;
 pub use ecco_identity::{Identity, PeerId};

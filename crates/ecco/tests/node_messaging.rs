@@ -69,6 +69,26 @@ async fn request_and_answer_with_attachments() {
     assert!(b.connected_peers().await.unwrap().contains(&a.peer_id()));
 }
 
+/// JSON nulls travel as nulls, in a payload and in a result, not as empty
+/// arrays (cbor4ii's encoding of serde's unit).
+#[tokio::test]
+async fn nulls_arrive_as_nulls() {
+    let (a, inbox) = node(Config::memory()).await;
+    serve(inbox);
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    for payload in [
+        json!(null),
+        json!({"a": null, "b": [null, []], "c": {"d": null}}),
+    ] {
+        let answer = b
+            .request(peer, request("echo", payload.clone()))
+            .await
+            .unwrap();
+        assert_eq!(answer.result, json!({ "echo": payload }));
+    }
+}
+
 /// A request says how long its requester waits, and the provider's inbound
 /// request knows when that runs out: within the time given to
 /// `request_within`, else within the node's request timeout.

@@ -17,8 +17,10 @@ use tokio::sync::mpsc;
 /// Handles `tokens` by streaming one chunk per word of the payload,
 /// `whole` with `respond`, `fail` by failing after one chunk, `drop` by
 /// dropping the sink after one chunk, `big` with an oversized chunk, `wide`
-/// with a chunk that unfolds in memory ([`unfolding`]), and
-/// `endless` until the requester goes away (then reports on `cancelled`).
+/// with a chunk that unfolds in memory ([`unfolding`]), `patience` with
+/// the milliseconds left until the requester's deadline (null without
+/// one), and `endless` until the requester goes away (then reports on
+/// `cancelled`).
 fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
     tokio::spawn(async move {
         while let Some(req) = inbox.recv().await {
@@ -63,6 +65,15 @@ fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
                             sent += 1;
                         }
                         let _ = cancelled.send(sent).await;
+                    }
+                    // How long the requester said it waits, in ms, if it did.
+                    "patience" => {
+                        let left = req.deadline().map(|deadline| {
+                            deadline
+                                .saturating_duration_since(std::time::Instant::now())
+                                .as_millis()
+                        });
+                        req.respond(Answer::new(json!(left)));
                     }
                     _ => req.reject(RemoteErrorKind::NoHandler, "unknown"),
                 }
@@ -269,6 +280,47 @@ async fn dropping_the_stream_cancels_the_handler() {
         .unwrap();
     // It stopped: its sends failed once the requester was gone.
     assert!(sent >= 3, "{sent}");
+}
+
+/// A streaming reply due within a time ends with `Timeout` once it has
+/// run out, although every chunk came in time, and the handler, told the
+/// deadline, is cancelled; a plain `request_stream` has no overall
+/// deadline.
+#[tokio::test]
+async fn a_stream_within_a_time_ends_there_and_cancels_the_handler() {
+    let (a, b, mut cancelled) = pair(Config::memory()).await;
+    let within = Duration::from_millis(500);
+    let left = collect(
+        b.request_stream_within(a.peer_id(), request("patience", ""), within)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let left = left[0].as_ref().unwrap().as_u64().expect("a deadline");
+    assert!(left > 0 && left <= 500, "{left} ms left of 500");
+    let none = collect(
+        b.request_stream(a.peer_id(), request("patience", ""))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(none[0], Ok(json!(null)), "no deadline without one");
+
+    let started = std::time::Instant::now();
+    let stream = b
+        .request_stream_within(a.peer_id(), request("endless", ""), within)
+        .await
+        .unwrap();
+    let items = tokio::time::timeout(WAIT, collect(stream))
+        .await
+        .expect("the stream ends at its deadline");
+    assert!(started.elapsed() >= within, "{:?}", started.elapsed());
+    let (last, chunks) = items.split_last().unwrap();
+    assert_eq!(last, &Err(RequestError::Timeout(within)));
+    assert!(!chunks.is_empty() && chunks.iter().all(Result::is_ok));
+    tokio::time::timeout(WAIT, cancelled.recv())
+        .await
+        .expect("the handler learns that nobody reads on");
 }
 
 #[tokio::test]

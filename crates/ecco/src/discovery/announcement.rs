@@ -118,7 +118,7 @@ impl Announcement {
     /// Encodes and signs.
     pub fn sign(&self, identity: &Identity) -> SignedAnnouncement {
         // Encoding these plain types into a Vec cannot fail.
-        let body = cbor4ii::serde::to_vec(Vec::new(), self).unwrap_or_default();
+        let body = crate::cbor::to_vec(self).unwrap_or_default();
         SignedAnnouncement {
             signature: identity.sign(DOMAIN, &body),
             body,
@@ -135,7 +135,7 @@ impl Announcement {
 impl SignedAnnouncement {
     /// Encodes for the wire (CBOR).
     pub fn to_bytes(&self) -> Vec<u8> {
-        cbor4ii::serde::to_vec(Vec::new(), self).unwrap_or_default()
+        crate::cbor::to_vec(self).unwrap_or_default()
     }
 
     /// Decodes and checks everything that does not depend on what is already
@@ -207,6 +207,29 @@ mod tests {
         let bytes = announcement(&me, 1).sign(&me).to_bytes();
         let a = SignedAnnouncement::verify(&bytes, "ecco", NOW).unwrap();
         assert_eq!(a, announcement(&me, 1));
+    }
+
+    /// JSON nulls in metadata arrive as nulls, not as empty arrays.
+    #[test]
+    fn metadata_nulls_survive_the_wire() {
+        let me = Identity::generate();
+        let metadata = serde_json::json!({"region": null, "tags": [null, "gpu"]});
+        let mut sent = announcement(&me, 1);
+        sent.document = CapabilityDocument::new(vec![
+            ecco_core::Capability::builder("llm/chat", "a", "1.0.0")
+                .metadata(metadata.clone())
+                .unwrap()
+                .build()
+                .unwrap(),
+        ])
+        .unwrap();
+        let bytes = sent.sign(&me).to_bytes();
+        let got = SignedAnnouncement::verify(&bytes, "ecco", NOW).unwrap();
+        assert_eq!(
+            &serde_json::Value::Object(got.document.capabilities()[0].metadata().clone()),
+            &metadata
+        );
+        assert_eq!(got, sent);
     }
 
     #[test]

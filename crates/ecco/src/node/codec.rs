@@ -70,7 +70,7 @@ async fn read_limited<T: AsyncRead + Unpin + Send>(
 }
 
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    cbor4ii::serde::to_vec(Vec::new(), value)
+    crate::cbor::to_vec(value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }
 

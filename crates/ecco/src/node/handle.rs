@@ -389,7 +389,10 @@ impl Node {
     ///
     /// The request tells the provider how long this node will wait (the
     /// time left when it is sent), so that the provider can stop work
-    /// nobody waits for ([`InboundRequest::deadline`]).
+    /// nobody waits for ([`InboundRequest::deadline`]). Dropping the
+    /// returned future before the answer cancels the request at the
+    /// provider too, within a quarter of a second
+    /// ([`InboundRequest::closed`]).
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Answer, RequestError> {
         self.request_within(peer, request, self.request_timeout)
             .await
@@ -428,7 +431,24 @@ impl Node {
         peer: PeerId,
         request: Request,
     ) -> Result<ReplyStream, RequestError> {
-        self.streams.clone().request(peer, request).await
+        self.streams.clone().request(peer, request, None).await
+    }
+
+    /// [`Node::request_stream`], with the whole reply due within `timeout`
+    /// (not capped by the request timeout, which still bounds the wait for
+    /// each chunk): past it the stream ends with [`RequestError::Timeout`]
+    /// and the provider's handler is cancelled. The provider is told the
+    /// time ([`InboundRequest::deadline`]).
+    pub async fn request_stream_within(
+        &self,
+        peer: PeerId,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<ReplyStream, RequestError> {
+        self.streams
+            .clone()
+            .request(peer, request, Some(timeout))
+            .await
     }
 
     /// Sets the capabilities this node offers and announces them at once

@@ -14,7 +14,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::prelude::*;
 use futures::stream::BoxStream;
@@ -71,7 +71,7 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u64) -> Result<Vec<u8>
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding plain data types into a Vec cannot fail.
-    cbor4ii::serde::to_vec(Vec::new(), value).unwrap_or_default()
+    crate::cbor::to_vec(value).unwrap_or_default()
 }
 
 /// What the client side needs to know.
@@ -113,13 +113,61 @@ impl Stream for ReplyStream {
     }
 }
 
+/// How long the next step of a streaming request may take: the per-frame
+/// timeout, or less when the whole reply's deadline comes first, with the
+/// error that says which ran out.
+#[derive(Debug, Clone, Copy)]
+struct Patience {
+    per_frame: Duration,
+    /// The whole reply's deadline, and the timeout it came from.
+    whole: Option<(Instant, Duration)>,
+}
+
+impl Patience {
+    fn next(&self) -> (Duration, RequestError) {
+        match self.whole {
+            Some((deadline, within))
+                if deadline.saturating_duration_since(Instant::now()) < self.per_frame =>
+            {
+                (
+                    deadline.saturating_duration_since(Instant::now()),
+                    RequestError::Timeout(within),
+                )
+            }
+            _ => (self.per_frame, RequestError::Timeout(self.per_frame)),
+        }
+    }
+
+    /// Runs `step` within the next wait, or fails with the timeout that ran out.
+    async fn run<T>(&self, step: impl Future<Output = T>) -> Result<T, RequestError> {
+        let (wait, late) = self.next();
+        // `timeout` polls the step before its clock: a provider that always
+        // has a chunk ready would never run out of time.
+        if wait.is_zero() {
+            return Err(late);
+        }
+        tokio::time::timeout(wait, step).await.map_err(|_| late)
+    }
+}
+
 impl Client {
+    /// Sends `request` and returns its reply's frames; with `within`, the
+    /// whole reply must arrive within that time (told to the provider as
+    /// `timeout_ms`), else the stream ends with `Timeout`.
     pub(crate) async fn request(
         mut self,
         peer: PeerId,
-        request: Request,
+        mut request: Request,
+        within: Option<Duration>,
     ) -> Result<ReplyStream, RequestError> {
-        let bytes = encode(&request);
+        let patience = Patience {
+            per_frame: self.timeout,
+            whole: within.and_then(|within| Some((Instant::now().checked_add(within)?, within))),
+        };
+        request.timeout_ms = within.map(millis);
+        // Streams are cancelled by closing them, not by number.
+        request.id = None;
+        let mut bytes = encode(&request);
         if bytes.len() as u64 > self.max_request {
             return Err(RequestError::TooLarge(format!(
                 "the request of {} bytes exceeds the size limit of {} bytes",
@@ -127,10 +175,9 @@ impl Client {
                 self.max_request
             )));
         }
-        let timeout = self.timeout;
-        let open = tokio::time::timeout(timeout, self.control.open_stream(peer, self.protocol));
+        let open = patience.run(self.control.open_stream(peer, self.protocol));
         let mut stream = match open.await {
-            Err(_) => return Err(RequestError::Timeout(timeout)),
+            Err(late) => return Err(late),
             Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
                 return Err(RequestError::Refused(format!(
                     "{peer} does not serve streaming requests in this mesh"
@@ -139,12 +186,18 @@ impl Client {
             Ok(Err(e)) => return Err(RequestError::Unreachable(format!("{peer}: {e}"))),
             Ok(Ok(stream)) => stream,
         };
+        // The time left, not the deadline (the two clocks need not agree),
+        // less what opening the stream took.
+        if let Some((deadline, _)) = patience.whole {
+            request.timeout_ms = Some(millis(deadline.saturating_duration_since(Instant::now())));
+            bytes = encode(&request);
+        }
         let max = self.max_response;
         let max_memory = self.max_response_memory;
         // Bounded: a provider that never reads would otherwise hold the
         // request here once the stream's window is full.
-        match tokio::time::timeout(timeout, write_frame(&mut stream, &bytes)).await {
-            Err(_) => return Err(RequestError::Timeout(timeout)),
+        match patience.run(write_frame(&mut stream, &bytes)).await {
+            Err(late) => return Err(late),
             Ok(Err(e)) => {
                 return Err(early_refusal(&mut stream, (max, max_memory), peer, &e).await);
             }
@@ -152,8 +205,8 @@ impl Client {
         }
         let frames = stream::unfold(Some(stream), move |state| async move {
             let mut stream = state?;
-            let item = match tokio::time::timeout(timeout, read_frame(&mut stream, max)).await {
-                Err(_) => Err(RequestError::Timeout(timeout)),
+            let item = match patience.run(read_frame(&mut stream, max)).await {
+                Err(late) => Err(late),
                 Ok(Err(ReadError::TooLarge(len))) => Err(RequestError::TooLarge(format!(
                     "a reply chunk of {len} bytes exceeds the size limit of {max} bytes"
                 ))),
@@ -180,6 +233,10 @@ impl Client {
             inner: frames.boxed(),
         })
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why writing the request failed. A provider that refuses at once (busy)
