@@ -58,6 +58,12 @@ impl Request {
         self.timeout_ms.map(Duration::from_millis)
     }
 
+    /// Tells the provider that the requester waits `left` from now: the
+    /// time left, not a clock time, so that the two clocks need not agree.
+    pub(crate) fn set_timeout(&mut self, left: Duration) {
+        self.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+    }
+
     /// Adds a binary attachment.
     #[must_use]
     pub fn attach(mut self, bytes: Vec<u8>) -> Self {

@@ -125,17 +125,13 @@ struct Patience {
 
 impl Patience {
     fn next(&self) -> (Duration, RequestError) {
-        match self.whole {
-            Some((deadline, within))
-                if deadline.saturating_duration_since(Instant::now()) < self.per_frame =>
-            {
-                (
-                    deadline.saturating_duration_since(Instant::now()),
-                    RequestError::Timeout(within),
-                )
+        if let Some((deadline, within)) = self.whole {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < self.per_frame {
+                return (left, RequestError::Timeout(within));
             }
-            _ => (self.per_frame, RequestError::Timeout(self.per_frame)),
         }
+        (self.per_frame, RequestError::Timeout(self.per_frame))
     }
 
     /// Runs `step` within the next wait, or fails with the timeout that ran out.
@@ -164,7 +160,10 @@ impl Client {
             per_frame: self.timeout,
             whole: within.and_then(|within| Some((Instant::now().checked_add(within)?, within))),
         };
-        request.timeout_ms = within.map(millis);
+        request.timeout_ms = None;
+        if let Some(within) = within {
+            request.set_timeout(within);
+        }
         // Streams are cancelled by closing them, not by number.
         request.id = None;
         let mut bytes = encode(&request);
@@ -186,10 +185,9 @@ impl Client {
             Ok(Err(e)) => return Err(RequestError::Unreachable(format!("{peer}: {e}"))),
             Ok(Ok(stream)) => stream,
         };
-        // The time left, not the deadline (the two clocks need not agree),
-        // less what opening the stream took.
+        // Less what opening the stream took.
         if let Some((deadline, _)) = patience.whole {
-            request.timeout_ms = Some(millis(deadline.saturating_duration_since(Instant::now())));
+            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             bytes = encode(&request);
         }
         let max = self.max_response;
@@ -233,10 +231,6 @@ impl Client {
             inner: frames.boxed(),
         })
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why writing the request failed. A provider that refuses at once (busy)

@@ -668,9 +668,7 @@ impl EventLoop {
 
     fn send_request(&mut self, peer: PeerId, queued: Queued) {
         let mut request = queued.request;
-        // The time left, not the deadline: the two clocks need not agree.
-        let left = queued.deadline.saturating_duration_since(Instant::now());
-        request.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        request.set_timeout(queued.deadline.saturating_duration_since(Instant::now()));
         let id = self.next_request_id();
         request.id = Some(id);
         let request_id = self
