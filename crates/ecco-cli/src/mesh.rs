@@ -117,10 +117,11 @@ fn key_error(e: &<SwarmKey as FromStr>::Err) -> String {
 /// Room for the answer to travel after a call's own deadline.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 
-/// Lets the node's request-response exchanges last as long as calls of
-/// `call` need: `Limits::request_timeout` (30 s by default) bounds every
-/// request on both sides, and would silently cut a longer handler or
-/// `ask --timeout` short.
+/// Lets the node's requests last as long as calls of `call` need:
+/// `Limits::request_timeout` (30 s by default) is how long a request waits,
+/// and an agent works on one, when its requester does not say; a longer
+/// handler or `ask --timeout` would be cut short. (It also raises
+/// `Limits::longest_request` when above it.)
 pub(crate) fn allow_calls_of(config: &mut Config, call: Duration) {
     let needed = call.saturating_add(ANSWER_MARGIN);
     if config.limits.request_timeout < needed {

@@ -100,10 +100,12 @@ async fn a_request_tells_the_provider_how_long_it_is_waited_for() {
     for (within, expected) in [
         (Some(Duration::from_secs(5)), Duration::from_secs(5)),
         (None, Config::memory().limits.request_timeout),
-        // Capped: no request outlives the node's timeout.
+        // Longer than the request timeout: the time asked for.
+        (Some(Duration::from_secs(90)), Duration::from_secs(90)),
+        // Cut: no request outlives the longest.
         (
             Some(Duration::from_secs(3600)),
-            Config::memory().limits.request_timeout,
+            Config::memory().limits.longest_request(),
         ),
     ] {
         let b = b.clone();
@@ -162,6 +164,82 @@ async fn a_request_its_caller_drops_is_cancelled_at_the_provider() {
     serve(inbox);
     assert_serves(&a, &b).await;
     assert_eq!(b.connected_peers().await.unwrap(), vec![a.peer_id()]);
+}
+
+/// `request_within` may wait longer than the node's request timeout,
+/// which is only what `request` waits: a handler that takes longer than
+/// that, on either side, still reaches the caller that waits for it.
+#[tokio::test]
+async fn a_request_may_wait_longer_than_the_request_timeout() {
+    let mut config = Config::memory();
+    config.limits.request_timeout = Duration::from_millis(300);
+    let (a, mut inbox) = node(config.clone()).await;
+    tokio::spawn(async move {
+        while let Some(inbound) = inbox.recv().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                inbound.respond(Answer::new(json!("slow")));
+            });
+        }
+    });
+    let (b, _) = node(config).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let e = b
+        .request(peer, request("slow", json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(e, RequestError::Timeout(Duration::from_millis(300)));
+    let answer = b
+        .request_within(peer, request("slow", json!(2)), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(answer.result, json!("slow"));
+}
+
+/// A provider works on a request no longer than its own
+/// `max_request_timeout`, however long the requester would wait: then the
+/// handler is told (the inbound request closes) and the requester gets a
+/// typed answer at once, not a timeout of its own much later.
+#[tokio::test]
+async fn a_provider_ends_a_request_when_its_time_runs_out() {
+    let mut config = Config::memory();
+    config.limits.request_timeout = Duration::from_millis(100);
+    config.limits.max_request_timeout = Duration::from_millis(400);
+    let (a, mut inbox) = node(config).await;
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let asked = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let asked = b
+                .request_within(peer, request("hold", json!(1)), Duration::from_secs(60))
+                .await;
+            (asked, started.elapsed())
+        }
+    });
+    let mut inbound = inbox.recv().await.unwrap();
+    let left = inbound
+        .deadline()
+        .expect("a deadline")
+        .saturating_duration_since(std::time::Instant::now());
+    assert!(
+        left <= Duration::from_millis(400),
+        "{left:?}: the provider's own limit"
+    );
+    let told = tokio::time::timeout(Duration::from_secs(20), inbound.closed()).await;
+    assert!(told.is_ok(), "the handler is told that the time ran out");
+    let (asked, took) = asked.await.unwrap();
+    assert_eq!(
+        asked.unwrap_err(),
+        RequestError::HandlerFailed("no answer within 400ms".into())
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "answered at once, took {took:?}"
+    );
+    serve(inbox);
+    assert_serves(&a, &b).await;
 }
 
 #[tokio::test]

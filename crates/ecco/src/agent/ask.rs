@@ -158,9 +158,10 @@ impl Ask {
         self
     }
 
-    /// The overall deadline, from `send` to the result. Each request is
-    /// also bounded by the node's `Limits::request_timeout` (30 s by
-    /// default, on the provider's node too): raise it for longer calls.
+    /// The overall deadline, from `send` to the result (default 30 s).
+    /// Each agent is told how long it has; no request lasts longer than
+    /// `Limits::max_request_timeout` (10 min by default), on this node and
+    /// on the agent's: raise it on both for longer calls.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

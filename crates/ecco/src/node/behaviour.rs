@@ -15,6 +15,10 @@ use super::config::Config;
 use super::fetch;
 use super::lazy::Lazy;
 
+/// How much later than the node's own timers libp2p's request timeout fires:
+/// room for a provider's "time ran out" answer to be written.
+const BACKSTOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     // Limits come first so that they can deny a connection before others see it.
@@ -90,8 +94,13 @@ impl Behaviour {
                 protocols.request.clone(),
                 request_response::ProtocolSupport::Full,
             )],
+            // The node times each request itself, to the caller's own
+            // timeout (`Node::request_within`) on the requester and to the
+            // requester's on the provider, and answers when it runs out.
+            // libp2p's timeout only backs that up: it must fire later, or a
+            // provider's stream would be dropped unanswered.
             request_response::Config::default()
-                .with_request_timeout(l.request_timeout)
+                .with_request_timeout(l.longest_request().saturating_add(BACKSTOP_MARGIN))
                 .with_max_concurrent_streams(l.max_concurrent_streams),
         );
         let fetch = request_response::Behaviour::with_codec(

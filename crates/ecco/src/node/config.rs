@@ -84,8 +84,17 @@ pub struct Limits {
     /// Most memory an answer, or one chunk of a streaming reply, may take
     /// once decoded, estimated before it is decoded (default 64 MiB).
     pub max_response_memory: u64,
-    /// How long a request may wait for its answer (default 30 s).
+    /// How long a request waits for its answer when its caller gives no
+    /// time of its own (default 30 s): [`Node::request`](crate::node::Node::request),
+    /// each chunk of a streaming reply, and, on a provider, a request whose
+    /// requester did not say how long it waits.
     pub request_timeout: Duration,
+    /// The longest a request may take, on either side (default 10 min, and
+    /// never less than `request_timeout`): a longer
+    /// [`Node::request_within`](crate::node::Node::request_within) is cut
+    /// to it, and a provider works on a request at most this long, however
+    /// long its requester says it waits. See [`Limits::longest_request`].
+    pub max_request_timeout: Duration,
     /// A new connection's handshake (pnet, Noise, Yamux) must finish within
     /// this (default 20 s); so must, after it, the identify that
     /// [`Node::dial_member`](crate::node::Node::dial_member) waits for.
@@ -150,6 +159,23 @@ pub struct Limits {
     pub max_provider_keys_per_peer: usize,
 }
 
+impl Limits {
+    /// The longest a request may take: `max_request_timeout`, or
+    /// `request_timeout` if that is longer.
+    pub fn longest_request(&self) -> Duration {
+        self.max_request_timeout.max(self.request_timeout)
+    }
+
+    /// How long a provider works on a request whose requester said it
+    /// waits `stated` (a peer may send any number): that, or the request
+    /// timeout if it did not say, and never longer than the longest.
+    pub(crate) fn answer_within(&self, stated: Option<Duration>) -> Duration {
+        stated
+            .unwrap_or(self.request_timeout)
+            .min(self.longest_request())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -158,6 +184,7 @@ impl Default for Limits {
             max_request_memory: 16 * 1024 * 1024,
             max_response_memory: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_request_timeout: Duration::from_secs(600),
             handshake_timeout: Duration::from_secs(20),
             max_connections: 256,
             max_connections_per_peer: 2,

@@ -35,9 +35,6 @@ async fn index(entries: Vec<Arc<Entry>>) -> Result<Arc<Offers>, NodeError> {
     }
 }
 
-/// Longer timeouts in a request set no deadline ([`InboundRequest::arrived`]).
-const NO_DEADLINE_BEYOND: Duration = Duration::from_secs(24 * 3600);
-
 /// A cheap, cloneable handle to a running node.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -46,8 +43,10 @@ pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     streams: streaming::Client,
-    /// How long a request may take, from the call to the answer.
+    /// How long a request waits unless its caller says otherwise.
     request_timeout: Duration,
+    /// The longest any request may wait (`Limits::longest_request`).
+    longest_request: Duration,
     /// The last index built from a snapshot, by generation of the
     /// directory, shared by every clone of the handle. Once built it is the
     /// one the node's task caches too (the same allocation); after a change
@@ -118,14 +117,15 @@ pub(crate) enum Responder {
 }
 
 impl InboundRequest {
-    /// A request that has just arrived: its deadline runs from now.
-    pub(crate) fn arrived(peer: PeerId, request: Request, reply: Responder) -> Self {
-        // A peer may send any number: beyond a day is no deadline at all
-        // (the node's own request timeout ends the request long before).
-        let deadline = request
-            .timeout()
-            .filter(|timeout| *timeout <= NO_DEADLINE_BEYOND)
-            .and_then(|timeout| Instant::now().checked_add(timeout));
+    /// A request that has just arrived, to be answered within `time` from
+    /// now, if the node set one.
+    pub(crate) fn arrived(
+        peer: PeerId,
+        request: Request,
+        reply: Responder,
+        time: Option<Duration>,
+    ) -> Self {
+        let deadline = time.and_then(|time| Instant::now().checked_add(time));
         Self {
             peer,
             request,
@@ -136,9 +136,13 @@ impl InboundRequest {
 
     /// When the requester stops waiting for the answer, as it said in the
     /// request ([`Request::timeout`], counted from the request's arrival
-    /// here, so a little after the requester's own deadline); `None` if it
-    /// did not say. Work past it is work for nobody: the agent's handlers
-    /// are cancelled then.
+    /// here, so a little after the requester's own deadline), at most
+    /// `Limits::max_request_timeout` from the arrival. A request that does
+    /// not say gets the node's `Limits::request_timeout`, a streaming one
+    /// no deadline (each chunk is bounded instead). Work past it is work for
+    /// nobody: the node then closes a request ([`InboundRequest::closed`])
+    /// and answers its requester that the time ran out, and the agent's
+    /// handlers are cancelled.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -276,6 +280,7 @@ impl Node {
                 max_response_memory: l.max_response_memory,
             },
             request_timeout: l.request_timeout,
+            longest_request: l.longest_request(),
             indexing: Arc::default(),
         };
         Ok((node, Inbox { rx: inbound_rx }))
@@ -398,15 +403,19 @@ impl Node {
             .await
     }
 
-    /// [`Node::request`], waiting at most `timeout` for the answer (capped
-    /// at the configured request timeout, which bounds every request).
+    /// [`Node::request`], waiting at most `timeout` for the answer instead
+    /// of the configured request timeout, longer or shorter. It is cut to
+    /// `Limits::max_request_timeout` (10 min by default), which bounds
+    /// every request. The provider is told the time, and works on the
+    /// request no longer than that, nor than its own
+    /// `max_request_timeout`.
     pub async fn request_within(
         &self,
         peer: PeerId,
         request: Request,
         timeout: Duration,
     ) -> Result<Answer, RequestError> {
-        let timeout = timeout.min(self.request_timeout);
+        let timeout = timeout.min(self.longest_request);
         let deadline = Instant::now() + timeout;
         let asked = self.ask(|tx| Command::Request {
             peer,
@@ -435,10 +444,11 @@ impl Node {
     }
 
     /// [`Node::request_stream`], with the whole reply due within `timeout`
-    /// (not capped by the request timeout, which still bounds the wait for
-    /// each chunk): past it the stream ends with [`RequestError::Timeout`]
-    /// and the provider's handler is cancelled. The provider is told the
-    /// time ([`InboundRequest::deadline`]).
+    /// (longer or shorter than the request timeout, which still bounds the
+    /// wait for each chunk; cut to `Limits::max_request_timeout`): past it
+    /// the stream ends with [`RequestError::Timeout`] and the provider's
+    /// handler is cancelled. The provider is told the time
+    /// ([`InboundRequest::deadline`]).
     pub async fn request_stream_within(
         &self,
         peer: PeerId,
@@ -447,7 +457,7 @@ impl Node {
     ) -> Result<ReplyStream, RequestError> {
         self.streams
             .clone()
-            .request(peer, request, Some(timeout))
+            .request(peer, request, Some(timeout.min(self.longest_request)))
             .await
     }
 
@@ -575,27 +585,58 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::Limits;
     use super::*;
     use crate::discovery::Source;
 
-    /// An absurd timeout (a peer may send any number) is no deadline, not a
-    /// panic.
+    /// A provider works on a request as long as its requester said it
+    /// waits, the request timeout if it did not say, and never longer than
+    /// the longest request: an absurd number (a peer may send any) is cut,
+    /// not a panic.
     #[test]
-    fn an_absurd_timeout_is_no_deadline() {
-        let inbound = |timeout_ms| {
+    fn a_provider_works_as_long_as_the_requester_waits_within_its_limits() {
+        let limits = Limits {
+            request_timeout: Duration::from_secs(30),
+            max_request_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        };
+        let inbound = |timeout_ms: Option<u64>| {
             let mut request = Request::new("x/y".parse().unwrap(), serde_json::Value::Null);
             request.timeout_ms = timeout_ms;
+            let time = limits.answer_within(request.timeout());
             let (tx, _) = oneshot::channel();
             InboundRequest::arrived(
                 Identity::generate().peer_id(),
                 request,
                 Responder::Unary(tx),
+                Some(time),
             )
         };
-        assert_eq!(inbound(None).deadline(), None);
-        assert_eq!(inbound(Some(u64::MAX)).deadline(), None);
-        let deadline = inbound(Some(60_000)).deadline().unwrap();
-        assert!(deadline > Instant::now() + Duration::from_secs(30));
+        let left = |timeout_ms| {
+            inbound(timeout_ms)
+                .deadline()
+                .expect("a deadline")
+                .saturating_duration_since(Instant::now())
+        };
+        let about = |left: Duration, time: u64| {
+            left <= Duration::from_secs(time) && left > Duration::from_secs(time - 5)
+        };
+        assert!(about(left(None), 30), "{:?}", left(None));
+        assert!(about(left(Some(60_000)), 60), "above the request timeout");
+        assert!(about(left(Some(u64::MAX)), 600), "cut to the longest");
+        assert!(about(left(Some(3_600_000)), 600), "cut to the longest");
+        // A request timeout above the longest raises the longest.
+        let raised = Limits {
+            request_timeout: Duration::from_secs(900),
+            ..limits.clone()
+        };
+        assert_eq!(raised.longest_request(), Duration::from_secs(900));
+        assert_eq!(raised.answer_within(None), Duration::from_secs(900));
+        let (tx, _) = oneshot::channel();
+        let request = Request::new("x/y".parse().unwrap(), serde_json::Value::Null);
+        let unbounded =
+            InboundRequest::arrived(PeerId::random(), request, Responder::Unary(tx), None);
+        assert_eq!(unbounded.deadline(), None);
     }
 
     fn entries(peers: usize, per_peer: usize) -> Vec<Arc<Entry>> {

@@ -467,10 +467,15 @@ async fn serve_one(
         Err(frame) => return send_last(&mut stream, &frame, timeout).await,
     };
     let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(2));
+    // Without a stated time, each chunk is bounded, not the whole reply.
+    let time = request
+        .timeout()
+        .map(|stated| limits.answer_within(Some(stated)));
     let handed = inbox.try_send(InboundRequest::arrived(
         peer,
         request,
         Responder::Stream(tx),
+        time,
     ));
     if let Err(e) = handed {
         let frame = match e {

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::NodeError;
 use super::behaviour::{Behaviour, BehaviourEvent, Protocols};
 use super::codec::{Inbound, TOO_LARGE};
-use super::config::Config;
+use super::config::{Config, Limits};
 use super::handle::{Event, InboundRequest};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use super::swarm;
@@ -171,7 +171,9 @@ pub(crate) struct EventLoop {
     refusing: HashMap<ConnectionId, tokio::time::Instant>,
     /// At most this many inbound requests wait for the application at once.
     max_pending_replies: usize,
-    request_timeout: Duration,
+    /// How long requests take: the longest, and how long a provider works
+    /// on one (`Limits::answer_within`).
+    limits: Limits,
     gossip: gossip::State,
     dht: dht::State,
     fetches: fetch::Fetches,
@@ -283,7 +285,7 @@ impl EventLoop {
             identify_sent: HashSet::new(),
             refusing: HashMap::new(),
             max_pending_replies: config.limits.inbound_queue.saturating_mul(4).max(1),
-            request_timeout: config.limits.request_timeout,
+            limits: config.limits.clone(),
             gossip: gossip::State::new(identity, config, protocols.announcements.clone()),
             dht: dht::State::new(config),
             fetches: fetch::Fetches::default(),
@@ -638,7 +640,7 @@ impl EventLoop {
             OutboundFailure::DialFailure => {
                 RequestError::Unreachable(format!("cannot connect to {peer}"))
             }
-            OutboundFailure::Timeout => RequestError::Timeout(self.request_timeout),
+            OutboundFailure::Timeout => RequestError::Timeout(self.limits.longest_request()),
             OutboundFailure::ConnectionClosed => RequestError::Unreachable(format!(
                 "the connection to {peer} closed before the answer"
             )),
@@ -721,7 +723,7 @@ impl EventLoop {
             None => None,
         };
         match self.hand_over(peer, request) {
-            Ok(reply) => {
+            Ok((reply, time)) => {
                 let mut gone = self
                     .gone
                     .entry(peer)
@@ -748,6 +750,13 @@ impl EventLoop {
                             Some((channel, reply))
                         }
                         true = cancelled => Some((channel, cancel::cancelled())),
+                        // libp2p's own timeout is the longest request's:
+                        // this one's time is kept here, so that the handler
+                        // is told and the stream is freed when it runs out.
+                        () = tokio::time::sleep(time) => Some((channel, refusal(
+                            RemoteErrorKind::HandlerFailed,
+                            format!("no answer within {time:?}"),
+                        ))),
                         // The answer has no way back (a response travels on
                         // the request's connection).
                         _ = gone.wait_for(|gone| *gone) => None,
@@ -774,7 +783,7 @@ impl EventLoop {
         &mut self,
         peer: PeerId,
         request: Inbound,
-    ) -> Result<oneshot::Receiver<Reply>, Reply> {
+    ) -> Result<(oneshot::Receiver<Reply>, Duration), Reply> {
         let request = match request {
             Inbound::Request(request) => request,
             Inbound::Malformed(why) => {
@@ -798,13 +807,15 @@ impl EventLoop {
                 "busy: too many requests in progress".to_owned(),
             ));
         }
+        let time = self.limits.answer_within(request.timeout());
         let (tx, rx) = oneshot::channel();
         match self.inbound.try_send(InboundRequest::arrived(
             peer,
             request,
             super::handle::Responder::Unary(tx),
+            Some(time),
         )) {
-            Ok(()) => Ok(rx),
+            Ok(()) => Ok((rx, time)),
             Err(mpsc::error::TrySendError::Full(_)) => Err(refusal(
                 RemoteErrorKind::Refused,
                 "busy: the inbox is full".to_owned(),
