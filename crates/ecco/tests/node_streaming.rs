@@ -466,6 +466,78 @@ async fn a_requester_that_stops_reading_frees_its_slot() {
     drop(stream);
 }
 
+/// A requester opens no more streams to one peer at once than
+/// `max_streaming_requests` (the provider's own limit, by default): the
+/// rest wait, in order, instead of being refused as busy, and the wait
+/// counts against their time. Beyond `max_waiting_requests` waiting, a
+/// request fails at once, as busy, without reaching the provider.
+#[tokio::test]
+async fn streams_beyond_the_limit_wait_for_a_free_one() {
+    let mut limits = Config::memory();
+    limits.limits.max_streaming_requests = 2;
+    limits.limits.max_waiting_requests = 2;
+    let (a, inbox) = Node::spawn(&Identity::generate(), limits.clone())
+        .await
+        .unwrap();
+    let (tx, _cancelled) = mpsc::channel(4);
+    serve(inbox, tx);
+    let (b, _) = Node::spawn(&Identity::generate(), limits).await.unwrap();
+    b.dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+    let peer = a.peer_id();
+    // Both slots held: the replies are endless and read no further.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut endless = b
+            .request_stream(peer, request("endless", ""))
+            .await
+            .unwrap();
+        assert!(endless.next().await.unwrap().is_ok());
+        held.push(endless);
+    }
+    // The wait counts against the request's time.
+    let within = Duration::from_millis(200);
+    let late = b
+        .request_stream_within(peer, request("tokens", "late"), within)
+        .await;
+    assert!(
+        matches!(late, Err(RequestError::Timeout(t)) if t == within),
+        "{:?}",
+        late.map(|_| ())
+    );
+    let waiting: Vec<_> = (0..2)
+        .map(|n| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let text = format!("turn {n}");
+                let stream = b.request_stream(peer, request("tokens", &text)).await?;
+                Ok::<_, RequestError>(collect(stream).await)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "they wait rather than being refused"
+    );
+    let over = b.request_stream(peer, request("tokens", "over")).await;
+    assert!(
+        matches!(&over, Err(RequestError::Busy(m)) if m.contains("max_waiting_requests")),
+        "{:?}",
+        over.map(|_| ())
+    );
+    // Freed slots go to the waiting requests, which complete.
+    drop(held);
+    for (n, waited) in waiting.into_iter().enumerate() {
+        let words = tokio::time::timeout(WAIT, waited).await.unwrap().unwrap();
+        assert_eq!(
+            words.unwrap(),
+            [Ok(json!("turn")), Ok(json!(n.to_string()))]
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_busy_provider_refuses_with_its_reason() {
     let mut server = Config::memory();

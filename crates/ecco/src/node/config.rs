@@ -133,10 +133,16 @@ pub struct Limits {
     /// reached) is sent no more at once than it took, until it disconnects.
     pub max_concurrent_streams: usize,
     /// Most requests waiting for a free stream, over all peers (default
-    /// 1024); beyond it [`Node::request`](crate::node::Node::request) fails
+    /// 1024), request-response and streaming requests each; beyond it
+    /// [`Node::request`](crate::node::Node::request) and
+    /// [`Node::request_stream`](crate::node::Node::request_stream) fail
     /// with [`RequestError::Busy`](crate::node::RequestError::Busy).
     pub max_waiting_requests: usize,
-    /// Most streaming requests served at once, over all peers (default 64).
+    /// Most streaming requests served at once, over all peers (default 64);
+    /// more are refused as busy. This node also has at most this many
+    /// streaming requests open to one peer at a time; the rest wait, in
+    /// order, for one to end, and the wait counts against the time for
+    /// the first chunk.
     pub max_streaming_requests: usize,
     /// Chunks a streaming handler may send ahead of the network (default 16).
     pub stream_buffer: usize,

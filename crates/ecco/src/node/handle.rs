@@ -12,6 +12,7 @@ use super::config::Config;
 use super::event_loop::{self, Command};
 use super::fetch::FetchError;
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+use super::stream_slots::Slots;
 use super::streaming::{self, ReplySink, ReplyStream};
 use crate::Identity;
 use crate::discovery::{Entry, Found, Offers, Snapshot, dht};
@@ -140,9 +141,10 @@ impl InboundRequest {
     /// `Limits::max_request_timeout` from the arrival. A request that does
     /// not say gets the node's `Limits::request_timeout`, a streaming one
     /// no deadline (each chunk is bounded instead). Work past it is work for
-    /// nobody: the node then closes a request ([`InboundRequest::closed`])
-    /// and answers its requester that the time ran out, and the agent's
-    /// handlers are cancelled.
+    /// nobody: the agent's handlers are cancelled then, and a second later
+    /// the node closes a request-response request
+    /// ([`InboundRequest::closed`]) and answers its requester that the time
+    /// ran out.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -278,6 +280,7 @@ impl Node {
                 max_request: l.max_request_bytes,
                 max_response: l.max_response_bytes,
                 max_response_memory: l.max_response_memory,
+                slots: Slots::new(l.max_streaming_requests, l.max_waiting_requests),
             },
             request_timeout: l.request_timeout,
             longest_request: l.longest_request(),

@@ -61,7 +61,10 @@ impl Request {
     /// Tells the provider that the requester waits `left` from now: the
     /// time left, not a clock time, so that the two clocks need not agree.
     pub(crate) fn set_timeout(&mut self, left: Duration) {
-        self.timeout_ms = Some(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        // Rounded up: a provider told less than the requester waits would
+        // give up first.
+        let millis = left.as_micros().div_ceil(1000);
+        self.timeout_ms = Some(u64::try_from(millis).unwrap_or(u64::MAX));
     }
 
     /// Adds a binary attachment.
@@ -216,6 +219,21 @@ mod tests {
     use ecco_core::aggregation::Failure;
 
     use super::*;
+
+    #[test]
+    fn the_time_told_is_rounded_up_to_the_millisecond() {
+        let mut request = Request::new("x/y".parse().unwrap(), Value::Null);
+        for (left, told) in [
+            (Duration::from_micros(299_700), 300),
+            (Duration::from_millis(300), 300),
+            (Duration::from_micros(1), 1),
+            (Duration::ZERO, 0),
+            (Duration::MAX, u64::MAX),
+        ] {
+            request.set_timeout(left);
+            assert_eq!(request.timeout_ms, Some(told), "{left:?}");
+        }
+    }
 
     #[test]
     fn a_failure_names_its_kind_once() {

@@ -25,6 +25,7 @@ mod fresh_ports;
 mod handle;
 mod lazy;
 mod messaging;
+mod stream_slots;
 mod streaming;
 mod swarm;
 

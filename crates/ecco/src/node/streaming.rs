@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use super::config::Limits;
 use super::handle::{InboundRequest, Responder};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
+use super::stream_slots::Slots;
 use crate::bounded::{self, DecodeError};
 
 /// One frame of a streaming reply.
@@ -83,6 +84,8 @@ pub(crate) struct Client {
     pub(crate) max_request: u64,
     pub(crate) max_response: u64,
     pub(crate) max_response_memory: u64,
+    /// At most `Limits::max_streaming_requests` open to one peer at once.
+    pub(crate) slots: Slots,
 }
 
 impl std::fmt::Debug for Client {
@@ -174,6 +177,8 @@ impl Client {
                 self.max_request
             )));
         }
+        // The wait for a slot counts against the first frame's time.
+        let slot = patience.run(self.slots.take(peer)).await??;
         let open = patience.run(self.control.open_stream(peer, self.protocol));
         let mut stream = match open.await {
             Err(late) => return Err(late),
@@ -201,8 +206,10 @@ impl Client {
             }
             Ok(Ok(())) => {}
         }
-        let frames = stream::unfold(Some(stream), move |state| async move {
-            let mut stream = state?;
+        // The slot is freed with the stream: at its end, its failure, or
+        // when the caller drops it.
+        let frames = stream::unfold(Some((stream, slot)), move |state| async move {
+            let (mut stream, slot) = state?;
             let item = match patience.run(read_frame(&mut stream, max)).await {
                 Err(late) => Err(late),
                 Ok(Err(ReadError::TooLarge(len))) => Err(RequestError::TooLarge(format!(
@@ -212,7 +219,7 @@ impl Client {
                     "the stream from {peer} ended before its end: {e}"
                 ))),
                 Ok(Ok(bytes)) => match bounded::decode::<Frame>(&bytes, max_memory) {
-                    Ok(Frame::Chunk(answer)) => return Some((Ok(answer), Some(stream))),
+                    Ok(Frame::Chunk(answer)) => return Some((Ok(answer), Some((stream, slot)))),
                     Ok(Frame::End) => return None,
                     Ok(Frame::Error(e)) => Err(e.into()),
                     Err(DecodeError::Malformed(e)) => Err(RequestError::Refused(format!(

@@ -52,6 +52,13 @@ fn unanswered(error: &std::io::Error) -> bool {
         std::io::ErrorKind::WriteZero | std::io::ErrorKind::UnexpectedEof
     )
 }
+
+/// How long after a request's time a provider ends it: the requester,
+/// whose deadline it mostly is, times out first and says so, rather than
+/// getting the provider's "no answer" a moment before. Below libp2p's
+/// backstop (`behaviour::BACKSTOP_MARGIN`), which would drop the stream.
+const OVERTIME: Duration = Duration::from_secs(1);
+
 /// How long a stopping node keeps running to deliver its withdrawal.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
 
@@ -753,7 +760,7 @@ impl EventLoop {
                         // libp2p's own timeout is the longest request's:
                         // this one's time is kept here, so that the handler
                         // is told and the stream is freed when it runs out.
-                        () = tokio::time::sleep(time) => Some((channel, refusal(
+                        () = tokio::time::sleep(time + OVERTIME) => Some((channel, refusal(
                             RemoteErrorKind::HandlerFailed,
                             format!("no answer within {time:?}"),
                         ))),
