@@ -196,6 +196,23 @@ async fn a_request_may_wait_longer_than_the_request_timeout() {
     assert_eq!(answer.result, json!("slow"));
 }
 
+/// `Duration::MAX` as the longest request, on both sides, and as a
+/// request's time means no limit that matters, not an overflow.
+#[tokio::test]
+async fn an_unlimited_request_time_is_no_overflow() {
+    let mut config = Config::memory();
+    config.limits.max_request_timeout = Duration::MAX;
+    let (a, inbox) = node(config.clone()).await;
+    serve(inbox);
+    let (b, _) = node(config).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let answer = b
+        .request_within(peer, request("echo", json!(1)), Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(answer.result, json!({ "echo": 1 }));
+}
+
 /// A provider works on a request no longer than its own
 /// `max_request_timeout`, however long the requester would wait: then the
 /// handler is told (the inbound request closes) and the requester gets a

@@ -89,8 +89,8 @@ pub struct Limits {
     /// each chunk of a streaming reply, and, on a provider, a request whose
     /// requester did not say how long it waits.
     pub request_timeout: Duration,
-    /// The longest a request may take, on either side (default 10 min, and
-    /// never less than `request_timeout`): a longer
+    /// The longest a request may take, on either side (default 10 min;
+    /// never less than `request_timeout`, at most a year): a longer
     /// [`Node::request_within`](crate::node::Node::request_within) is cut
     /// to it, and a provider works on a request at most this long, however
     /// long its requester says it waits. See [`Limits::longest_request`].
@@ -165,11 +165,18 @@ pub struct Limits {
     pub max_provider_keys_per_peer: usize,
 }
 
+/// The longest any request may take, whatever the configuration says.
+const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Limits {
     /// The longest a request may take: `max_request_timeout`, or
-    /// `request_timeout` if that is longer.
+    /// `request_timeout` if that is longer, and at most a year (so that
+    /// `Duration::MAX`, meaning no limit, still gives deadlines a clock can
+    /// tell).
     pub fn longest_request(&self) -> Duration {
-        self.max_request_timeout.max(self.request_timeout)
+        self.max_request_timeout
+            .max(self.request_timeout)
+            .min(A_YEAR)
     }
 
     /// How long a provider works on a request whose requester said it

@@ -635,6 +635,14 @@ mod tests {
         };
         assert_eq!(raised.longest_request(), Duration::from_secs(900));
         assert_eq!(raised.answer_within(None), Duration::from_secs(900));
+        // No limit at all is a year: deadlines stay representable.
+        let unlimited = Limits {
+            max_request_timeout: Duration::MAX,
+            ..limits.clone()
+        };
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(unlimited.longest_request(), year);
+        assert_eq!(unlimited.answer_within(Some(Duration::MAX)), year);
         let (tx, _) = oneshot::channel();
         let request = Request::new("x/y".parse().unwrap(), serde_json::Value::Null);
         let unbounded =

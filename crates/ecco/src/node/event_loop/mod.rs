@@ -760,7 +760,7 @@ impl EventLoop {
                         // libp2p's own timeout is the longest request's:
                         // this one's time is kept here, so that the handler
                         // is told and the stream is freed when it runs out.
-                        () = tokio::time::sleep(time + OVERTIME) => Some((channel, refusal(
+                        () = tokio::time::sleep(time.saturating_add(OVERTIME)) => Some((channel, refusal(
                             RemoteErrorKind::HandlerFailed,
                             format!("no answer within {time:?}"),
                         ))),
