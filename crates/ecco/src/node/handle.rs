@@ -142,7 +142,7 @@ impl InboundRequest {
     /// not say gets the node's `Limits::request_timeout`, a streaming one
     /// no deadline (each chunk is bounded instead). Work past it is work for
     /// nobody: the agent's handlers are cancelled then, and a second later
-    /// the node closes a request-response request
+    /// (up to a quarter more) the node closes a request-response request
     /// ([`InboundRequest::closed`]) and answers its requester that the time
     /// ran out.
     pub fn deadline(&self) -> Option<Instant> {

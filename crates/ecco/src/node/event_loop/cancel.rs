@@ -8,7 +8,6 @@
 //! which cancels the handler (`InboundRequest::closed`), and answers the
 //! request at once, so that its stream is freed.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use libp2p::PeerId;
@@ -16,6 +15,7 @@ use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::in_progress::Key;
 use super::{EventLoop, refusal};
 use crate::node::codec::Inbound;
 use crate::node::messaging::{Answer, RemoteErrorKind, Reply, RequestError};
@@ -23,7 +23,7 @@ use crate::node::messaging::{Answer, RemoteErrorKind, Reply, RequestError};
 /// What the provider answers a request its requester cancelled. Nobody
 /// reads it: it ends the stream cleanly, so that the requester does not
 /// take it for a stream dropped unread.
-pub(super) const CANCELLED: &str = "cancelled by the requester";
+const CANCELLED: &str = "cancelled by the requester";
 
 /// A request on its way to a provider, until its answer arrives.
 pub(super) struct Sent {
@@ -32,40 +32,6 @@ pub(super) struct Sent {
     pub(super) id: u64,
     pub(super) deadline: Instant,
     pub(super) reply: oneshot::Sender<Result<Answer, RequestError>>,
-}
-
-/// The provider's side: inbound requests that carried a number, by
-/// requester and number, until answered. Bounded by the requests in
-/// progress (`Limits::inbound_queue` × 4).
-#[derive(Default)]
-pub(super) struct Cancellable {
-    by_id: HashMap<(PeerId, u64), oneshot::Sender<()>>,
-}
-
-impl Cancellable {
-    /// Registers a request; `None` when the requester already has one in
-    /// progress under that number (a broken requester: refused).
-    pub(super) fn register(&mut self, peer: PeerId, id: u64) -> Option<oneshot::Receiver<()>> {
-        let slot = match self.by_id.entry((peer, id)) {
-            std::collections::hash_map::Entry::Occupied(_) => return None,
-            std::collections::hash_map::Entry::Vacant(slot) => slot,
-        };
-        let (tx, rx) = oneshot::channel();
-        slot.insert(tx);
-        Some(rx)
-    }
-
-    /// The request was answered (or cancelled, or its requester left).
-    pub(super) fn done(&mut self, key: (PeerId, u64)) {
-        self.by_id.remove(&key);
-    }
-
-    /// Cancels the request, if it is still in progress.
-    fn cancel(&mut self, key: (PeerId, u64)) -> bool {
-        self.by_id
-            .remove(&key)
-            .is_some_and(|cancel| cancel.send(()).is_ok())
-    }
 }
 
 impl EventLoop {
@@ -117,45 +83,12 @@ impl EventLoop {
     /// request was in progress and is now cancelled, `false` otherwise
     /// (answered already, or never seen).
     pub(super) fn on_cancel(&mut self, peer: PeerId, id: u64, channel: ResponseChannel<Reply>) {
-        let cancelled = self.cancellable.cancel((peer, id));
-        // Fails only if the connection closed meanwhile.
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .messaging
-            .send_response(channel, Reply::Answer(Answer::new(Value::Bool(cancelled))));
+        let cancelled = self.in_progress.cancel(&Key::Numbered(peer, id));
+        self.respond(channel, Reply::Answer(Answer::new(Value::Bool(cancelled))));
     }
 }
 
 /// What a cancelled request's stream gets instead of the handler's answer.
 pub(super) fn cancelled() -> Reply {
     refusal(RemoteErrorKind::Refused, CANCELLED.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_registered_request_is_cancelled_once_and_numbers_are_per_requester() {
-        let (alice, bob) = (PeerId::random(), PeerId::random());
-        let mut cancellable = Cancellable::default();
-        let mut first = cancellable.register(alice, 1).unwrap();
-        assert!(
-            cancellable.register(alice, 1).is_none(),
-            "a number in progress is not taken twice"
-        );
-        let mut other = cancellable.register(bob, 1).unwrap();
-        assert!(!cancellable.cancel((alice, 2)), "never seen");
-        assert!(cancellable.cancel((alice, 1)));
-        assert_eq!(first.try_recv(), Ok(()));
-        assert!(!cancellable.cancel((alice, 1)), "cancelled already");
-        assert!(other.try_recv().is_err(), "bob's request runs on");
-        cancellable.done((bob, 1));
-        assert!(!cancellable.cancel((bob, 1)), "answered already");
-        assert!(
-            cancellable.register(alice, 1).is_some(),
-            "the number is free again"
-        );
-    }
 }

@@ -5,6 +5,7 @@ pub(crate) mod dht;
 mod dial;
 mod fetch;
 mod gossip;
+mod in_progress;
 mod peers;
 mod redial;
 mod window;
@@ -17,7 +18,9 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use libp2p::core::transport::ListenerId;
-use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{
+    self, InboundRequestId, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -53,10 +56,11 @@ fn unanswered(error: &std::io::Error) -> bool {
     )
 }
 
-/// How long after a request's time a provider ends it: the requester,
-/// whose deadline it mostly is, times out first and says so, rather than
-/// getting the provider's "no answer" a moment before. Below libp2p's
-/// backstop (`behaviour::BACKSTOP_MARGIN`), which would drop the stream.
+/// How long after a request's time a provider ends it (a tick later at
+/// most: `in_progress`): the requester, whose deadline it mostly is, times
+/// out first and says so, rather than getting the provider's "no answer" a
+/// moment before. With the tick, below libp2p's backstop
+/// (`behaviour::BACKSTOP_MARGIN`), which would drop the stream.
 const OVERTIME: Duration = Duration::from_secs(1);
 
 /// How long a stopping node keeps running to deliver its withdrawal.
@@ -127,16 +131,10 @@ impl Queued {
     }
 }
 
-/// An inbound request's reply on its way, with the requester's number for
-/// the request if it gave one; no reply when the requester went away first
-/// (its answer could not reach it).
-type PendingReply = BoxFuture<
-    'static,
-    (
-        Option<(PeerId, u64)>,
-        Option<(ResponseChannel<Reply>, Reply)>,
-    ),
->;
+/// An inbound request's reply on its way, with the request's key in
+/// `in_progress`; no reply when the requester went away first (its answer
+/// could not reach it).
+type PendingReply = BoxFuture<'static, (in_progress::Key, Option<(ResponseChannel<Reply>, Reply)>)>;
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -148,8 +146,9 @@ pub(crate) struct EventLoop {
     cancels: HashSet<OutboundRequestId>,
     /// The number the next request sent carries.
     next_request_id: u64,
-    /// Inbound requests that a cancel from their requester can stop.
-    cancellable: cancel::Cancellable,
+    /// Inbound requests handed to the application, until answered: what a
+    /// cancel or the end of their time stops.
+    in_progress: in_progress::InProgress,
     /// Requests in flight per peer, and those waiting for a free stream.
     window: window::Window<Queued>,
     max_concurrent_streams: usize,
@@ -275,7 +274,7 @@ impl EventLoop {
             requests: HashMap::new(),
             cancels: HashSet::new(),
             next_request_id: 0,
-            cancellable: cancel::Cancellable::default(),
+            in_progress: in_progress::InProgress::default(),
             window: window::Window::new(
                 config.limits.max_concurrent_streams,
                 config.limits.max_waiting_requests,
@@ -325,6 +324,7 @@ impl EventLoop {
                     self.refuse_late();
                     self.mdns_redial();
                     self.cancel_abandoned();
+                    self.in_progress.expire(Instant::now());
                 }
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown(done)) => {
@@ -340,13 +340,10 @@ impl EventLoop {
                     }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some((id, done)) = self.replies.next(), if !self.replies.is_empty() => {
-                    if let Some(id) = id {
-                        self.cancellable.done(id);
-                    }
+                Some((key, done)) = self.replies.next(), if !self.replies.is_empty() => {
+                    self.in_progress.done(&key);
                     if let Some((channel, reply)) = done {
-                        // Fails only if the connection closed meanwhile; the requester then knows.
-                        let _ = self.swarm.behaviour_mut().messaging.send_response(channel, reply);
+                        self.respond(channel, reply);
                     }
                 }
             }
@@ -585,8 +582,10 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_request(peer, request, channel),
+                    request_id,
+                    request,
+                    channel,
+                } => self.on_request(peer, request_id, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -704,117 +703,112 @@ impl EventLoop {
         }
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Reply>) {
-        let id = match &request {
-            Inbound::Cancel(id) => return self.on_cancel(peer, *id, channel),
-            Inbound::Request(request) => request.id.map(|id| (peer, id)),
-            Inbound::Malformed(_) | Inbound::TooLarge(_) => None,
-        };
-        let cancel = match id {
-            Some((_, number)) => match self.cancellable.register(peer, number) {
-                Some(cancel) => Some(cancel),
-                None => {
-                    let refused = refusal(
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: Inbound,
+        channel: ResponseChannel<Reply>,
+    ) {
+        let request = match request {
+            Inbound::Request(request) => request,
+            Inbound::Cancel(id) => return self.on_cancel(peer, id, channel),
+            Inbound::Malformed(why) => {
+                return self.respond(
+                    channel,
+                    refusal(
                         RemoteErrorKind::Refused,
-                        format!("request number {number} is already in progress"),
-                    );
-                    // Fails only if the connection closed meanwhile.
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .messaging
-                        .send_response(channel, refused);
-                    return;
-                }
-            },
-            None => None,
+                        format!("malformed request: {why}"),
+                    ),
+                );
+            }
+            Inbound::TooLarge(why) => {
+                return self.respond(channel, refusal(RemoteErrorKind::TooLarge, why));
+            }
         };
-        match self.hand_over(peer, request) {
-            Ok((reply, time)) => {
-                let mut gone = self
-                    .gone
-                    .entry(peer)
-                    .or_insert_with(|| watch::channel(false).0)
-                    .subscribe();
-                self.replies.push(Box::pin(async move {
-                    let cancelled = async {
-                        match cancel {
-                            Some(cancel) => cancel.await.is_ok(),
-                            None => std::future::pending().await,
-                        }
-                    };
-                    // Dropping `reply`, as both ways out but the first do,
-                    // tells the handler (`InboundRequest::closed`).
-                    let done = tokio::select! {
-                        reply = reply => {
-                            let reply = reply.unwrap_or_else(|_| {
-                                refusal(
-                                    RemoteErrorKind::HandlerFailed,
-                                    "the handler dropped the request without answering"
-                                        .to_owned(),
-                                )
-                            });
-                            Some((channel, reply))
-                        }
-                        true = cancelled => Some((channel, cancel::cancelled())),
-                        // libp2p's own timeout is the longest request's:
-                        // this one's time is kept here, so that the handler
-                        // is told and the stream is freed when it runs out.
-                        () = tokio::time::sleep(time.saturating_add(OVERTIME)) => Some((channel, refusal(
-                            RemoteErrorKind::HandlerFailed,
-                            format!("no answer within {time:?}"),
-                        ))),
-                        // The answer has no way back (a response travels on
-                        // the request's connection).
-                        _ = gone.wait_for(|gone| *gone) => None,
-                    };
-                    (id, done)
-                }));
-            }
+        let key = match request.id {
+            Some(number) => in_progress::Key::Numbered(peer, number),
+            None => in_progress::Key::Unnumbered(request_id),
+        };
+        let time = self.limits.answer_within(request.timeout());
+        // The requester, whose deadline it mostly is, times out first.
+        let ends = Instant::now().checked_add(time.saturating_add(OVERTIME));
+        let Some(stop) = self.in_progress.register(key, ends) else {
+            let number = request.id.unwrap_or_default();
+            return self.respond(
+                channel,
+                refusal(
+                    RemoteErrorKind::Refused,
+                    format!("request number {number} is already in progress"),
+                ),
+            );
+        };
+        let reply = match self.hand_over(peer, request, time) {
+            Ok(reply) => reply,
             Err(refused) => {
-                if let Some(id) = id {
-                    self.cancellable.done(id);
-                }
-                // Fails only if the connection closed meanwhile.
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .messaging
-                    .send_response(channel, refused);
+                self.in_progress.done(&key);
+                return self.respond(channel, refused);
             }
-        }
+        };
+        let mut gone = self
+            .gone
+            .entry(peer)
+            .or_insert_with(|| watch::channel(false).0)
+            .subscribe();
+        self.replies.push(Box::pin(async move {
+            // Dropping `reply`, as every way out but the first does, tells
+            // the handler (`InboundRequest::closed`).
+            let done = tokio::select! {
+                reply = reply => {
+                    let reply = reply.unwrap_or_else(|_| {
+                        refusal(
+                            RemoteErrorKind::HandlerFailed,
+                            "the handler dropped the request without answering".to_owned(),
+                        )
+                    });
+                    Some((channel, reply))
+                }
+                // libp2p's own timeout is the longest request's: this
+                // one's end is kept by `in_progress`, so that the handler
+                // is told and the stream is freed when its time runs out.
+                Ok(stop) = stop => Some((channel, match stop {
+                    in_progress::Stop::Cancelled => cancel::cancelled(),
+                    in_progress::Stop::TimeUp => refusal(
+                        RemoteErrorKind::HandlerFailed,
+                        format!("no answer within {time:?}"),
+                    ),
+                })),
+                // The answer has no way back (a response travels on the
+                // request's connection).
+                _ = gone.wait_for(|gone| *gone) => None,
+            };
+            (key, done)
+        }));
+    }
+
+    /// Answers an inbound request's stream.
+    fn respond(&mut self, channel: ResponseChannel<Reply>, reply: Reply) {
+        // Fails only if the connection closed meanwhile; the requester then knows.
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .messaging
+            .send_response(channel, reply);
     }
 
     /// Gives an inbound request to the application, or says at once why not.
     fn hand_over(
         &mut self,
         peer: PeerId,
-        request: Inbound,
-    ) -> Result<(oneshot::Receiver<Reply>, Duration), Reply> {
-        let request = match request {
-            Inbound::Request(request) => request,
-            Inbound::Malformed(why) => {
-                return Err(refusal(
-                    RemoteErrorKind::Refused,
-                    format!("malformed request: {why}"),
-                ));
-            }
-            Inbound::TooLarge(why) => return Err(refusal(RemoteErrorKind::TooLarge, why)),
-            // `on_request` answers cancels itself.
-            Inbound::Cancel(id) => {
-                return Err(refusal(
-                    RemoteErrorKind::Refused,
-                    format!("a cancel of request number {id} is not a request"),
-                ));
-            }
-        };
+        request: Request,
+        time: Duration,
+    ) -> Result<oneshot::Receiver<Reply>, Reply> {
         if self.replies.len() >= self.max_pending_replies {
             return Err(refusal(
                 RemoteErrorKind::Refused,
                 "busy: too many requests in progress".to_owned(),
             ));
         }
-        let time = self.limits.answer_within(request.timeout());
         let (tx, rx) = oneshot::channel();
         match self.inbound.try_send(InboundRequest::arrived(
             peer,
@@ -822,7 +816,7 @@ impl EventLoop {
             super::handle::Responder::Unary(tx),
             Some(time),
         )) {
-            Ok(()) => Ok((rx, time)),
+            Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(_)) => Err(refusal(
                 RemoteErrorKind::Refused,
                 "busy: the inbox is full".to_owned(),
