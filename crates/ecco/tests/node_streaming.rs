@@ -19,8 +19,10 @@ use tokio::sync::mpsc;
 /// dropping the sink after one chunk, `big` with an oversized chunk, `wide`
 /// with a chunk that unfolds in memory ([`unfolding`]), `patience` with
 /// the milliseconds left until the requester's deadline (null without
-/// one), and `endless` until the requester goes away (then reports on
-/// `cancelled`).
+/// one), `endless` until the requester goes away (then reports on
+/// `cancelled`), `slow` with one chunk after as many milliseconds as its
+/// payload says, and `hold` with nothing until the provider closes the
+/// request (then reports how many milliseconds that took on `cancelled`).
 fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
     tokio::spawn(async move {
         while let Some(req) = inbox.recv().await {
@@ -65,6 +67,20 @@ fn serve(mut inbox: Inbox, cancelled: mpsc::Sender<usize>) {
                             sent += 1;
                         }
                         let _ = cancelled.send(sent).await;
+                    }
+                    "slow" => {
+                        let ms = text.parse().unwrap();
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        let mut sink = req.stream();
+                        sink.send(Answer::new(json!("late"))).await.unwrap();
+                        sink.end().await;
+                    }
+                    "hold" => {
+                        let started = std::time::Instant::now();
+                        let mut req = req;
+                        req.closed().await;
+                        let took = started.elapsed().as_millis();
+                        let _ = cancelled.send(usize::try_from(took).unwrap()).await;
                     }
                     // How long the requester said it waits, in ms, if it did.
                     "patience" => {
@@ -321,6 +337,68 @@ async fn a_stream_within_a_time_ends_there_and_cancels_the_handler() {
     tokio::time::timeout(WAIT, cancelled.recv())
         .await
         .expect("the handler learns that nobody reads on");
+}
+
+/// A time for the whole reply replaces the per-chunk bound on both sides:
+/// a first chunk (a model's first token) may take longer than either
+/// node's request timeout.
+#[tokio::test]
+async fn a_slow_first_chunk_arrives_within_the_streams_time() {
+    let mut provider = Config::memory();
+    provider.limits.request_timeout = Duration::from_secs(1);
+    let (a, inbox) = Node::spawn(&Identity::generate(), provider).await.unwrap();
+    let (tx, _rx) = mpsc::channel(1);
+    serve(inbox, tx);
+    let mut requester = Config::memory();
+    requester.limits.request_timeout = Duration::from_millis(200);
+    let (b, _) = Node::spawn(&Identity::generate(), requester).await.unwrap();
+    b.dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+
+    let items = collect(
+        b.request_stream_within(a.peer_id(), request("slow", "1500"), WAIT)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(items, [Ok(json!("late"))]);
+
+    let items = collect(
+        b.request_stream(a.peer_id(), request("slow", "1500"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        items,
+        [Err(RequestError::Timeout(Duration::from_millis(200)))],
+        "without a time for the whole reply, each chunk is bounded"
+    );
+}
+
+/// A provider ends a stream a second after the time its requester gave
+/// the whole reply, even when its handler neither sends nor ends, so that
+/// it does not hold the handler until a per-chunk timeout.
+#[tokio::test]
+async fn a_provider_ends_a_stream_when_its_time_runs_out() {
+    let (a, b, mut closed) = pair(Config::memory()).await;
+    let within = Duration::from_millis(300);
+    let items = collect(
+        b.request_stream_within(a.peer_id(), request("hold", ""), within)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(items, [Err(RequestError::Timeout(within))]);
+    let took = tokio::time::timeout(WAIT, closed.recv())
+        .await
+        .expect("the provider closes the request before its request timeout")
+        .unwrap();
+    assert!(
+        (1_000..20_000).contains(&took),
+        "closed after {took} ms: a second after the requester's 300 ms"
+    );
 }
 
 #[tokio::test]

@@ -86,8 +86,8 @@ pub struct Limits {
     pub max_response_memory: u64,
     /// How long a request waits for its answer when its caller gives no
     /// time of its own (default 30 s): [`Node::request`](crate::node::Node::request),
-    /// each chunk of a streaming reply, and, on a provider, a request whose
-    /// requester did not say how long it waits.
+    /// each chunk of a streaming reply not given a time of its own, and, on
+    /// a provider, a request whose requester did not say how long it waits.
     pub request_timeout: Duration,
     /// The longest a request may take, on either side (default 10 min;
     /// never less than `request_timeout`, at most a year): a longer
@@ -188,6 +188,13 @@ impl Limits {
             .min(self.longest_request())
     }
 }
+
+/// How long after a request's time (`Limits::answer_within`) a provider
+/// ends it: the requester, whose deadline it mostly is, times out first and
+/// says so, rather than getting the provider's "no answer" a moment before.
+/// Below libp2p's backstop (`behaviour::BACKSTOP_MARGIN`), which would drop
+/// a request-response stream unanswered.
+pub(crate) const OVERTIME: Duration = Duration::from_secs(1);
 
 impl Default for Limits {
     fn default() -> Self {

@@ -447,11 +447,13 @@ impl Node {
     }
 
     /// [`Node::request_stream`], with the whole reply due within `timeout`
-    /// (longer or shorter than the request timeout, which still bounds the
-    /// wait for each chunk; cut to `Limits::max_request_timeout`): past it
-    /// the stream ends with [`RequestError::Timeout`] and the provider's
-    /// handler is cancelled. The provider is told the time
-    /// ([`InboundRequest::deadline`]).
+    /// (longer or shorter than the request timeout; cut to
+    /// `Limits::max_request_timeout`), which then bounds each chunk too: a
+    /// first chunk may take longer than the request timeout, as a model's
+    /// first token may. Past it the stream ends with
+    /// [`RequestError::Timeout`] and the provider's handler is cancelled.
+    /// The provider is told the time ([`InboundRequest::deadline`]) and
+    /// ends the request a second after it.
     pub async fn request_stream_within(
         &self,
         peer: PeerId,

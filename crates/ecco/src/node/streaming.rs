@@ -6,9 +6,12 @@
 //! with any number of `chunk` frames and ends with `end` or `error`. Each
 //! frame is bounded (the request by `max_request_bytes`, each reply frame by
 //! `max_response_bytes`; once decoded, by `max_request_memory` and
-//! `max_response_memory`) and must arrive within `request_timeout` of the
-//! previous one. Writes are bounded by the same timeout on both sides, so
-//! that a peer that stops reading frees what it holds.
+//! `max_response_memory`). Reply frames must arrive within `request_timeout`
+//! of the previous one, or, when the requester gave the whole reply a time
+//! (`timeout_ms`), within that time: a model's first token may take longer
+//! than the request timeout, and the caller said how long it waits. Writes
+//! are bounded by the request timeout on both sides, so that a peer that
+//! stops reading frees what it holds.
 
 use std::io;
 use std::pin::Pin;
@@ -22,7 +25,7 @@ use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use super::config::Limits;
+use super::config::{Limits, OVERTIME};
 use super::handle::{InboundRequest, Responder};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use super::stream_slots::Slots;
@@ -116,9 +119,9 @@ impl Stream for ReplyStream {
     }
 }
 
-/// How long the next step of a streaming request may take: the per-frame
-/// timeout, or less when the whole reply's deadline comes first, with the
-/// error that says which ran out.
+/// How long the next step of a streaming request may take: until the whole
+/// reply's deadline if the caller gave one, else the per-frame timeout, with
+/// the error that says which ran out.
 #[derive(Debug, Clone, Copy)]
 struct Patience {
     per_frame: Duration,
@@ -128,13 +131,13 @@ struct Patience {
 
 impl Patience {
     fn next(&self) -> (Duration, RequestError) {
-        if let Some((deadline, within)) = self.whole {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < self.per_frame {
-                return (left, RequestError::Timeout(within));
-            }
+        match self.whole {
+            Some((deadline, within)) => (
+                deadline.saturating_duration_since(Instant::now()),
+                RequestError::Timeout(within),
+            ),
+            None => (self.per_frame, RequestError::Timeout(self.per_frame)),
         }
-        (self.per_frame, RequestError::Timeout(self.per_frame))
     }
 
     /// Runs `step` within the next wait, or fails with the timeout that ran out.
@@ -474,10 +477,12 @@ async fn serve_one(
         Err(frame) => return send_last(&mut stream, &frame, timeout).await,
     };
     let (tx, mut rx) = mpsc::channel(limits.stream_buffer.max(2));
-    // Without a stated time, each chunk is bounded, not the whole reply.
+    // With a stated time the whole reply is bounded, a second more than the
+    // requester waits (so that it times out first); without, each chunk is.
     let time = request
         .timeout()
         .map(|stated| limits.answer_within(Some(stated)));
+    let ends = time.and_then(|time| Instant::now().checked_add(time.saturating_add(OVERTIME)));
     let handed = inbox.try_send(InboundRequest::arrived(
         peer,
         request,
@@ -496,17 +501,30 @@ async fn serve_one(
         return send_last(&mut stream, &frame, timeout).await;
     }
     loop {
-        // The requester gives up after `timeout` without a frame; so does
-        // the provider, and dropping `rx` tells the handler.
-        let frame = match tokio::time::timeout(timeout, rx.recv()).await {
+        // The requester gives up then; so does the provider, and dropping
+        // `rx` tells the handler.
+        let wait = ends.map_or(timeout, |ends| {
+            ends.saturating_duration_since(Instant::now())
+        });
+        // `timeout` polls `recv` before its clock: a handler that always has
+        // a chunk ready would never run out of time.
+        let next = if wait.is_zero() {
+            Err(())
+        } else {
+            tokio::time::timeout(wait, rx.recv()).await.map_err(drop)
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => refusal(
                 RemoteErrorKind::HandlerFailed,
                 "the handler dropped the stream without ending it",
             ),
-            Err(_) => refusal(
+            Err(()) => refusal(
                 RemoteErrorKind::HandlerFailed,
-                format!("the handler sent nothing for {timeout:?}"),
+                match (ends, time) {
+                    (Some(_), Some(time)) => format!("no end within {time:?}"),
+                    _ => format!("the handler sent nothing for {timeout:?}"),
+                },
             ),
         };
         let last = !matches!(frame, Frame::Chunk(_));

@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::NodeError;
 use super::behaviour::{Behaviour, BehaviourEvent, Protocols};
 use super::codec::{Inbound, TOO_LARGE};
-use super::config::{Config, Limits};
+use super::config::{Config, Limits, OVERTIME};
 use super::handle::{Event, InboundRequest};
 use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request, RequestError};
 use super::swarm;
@@ -55,13 +55,6 @@ fn unanswered(error: &std::io::Error) -> bool {
         std::io::ErrorKind::WriteZero | std::io::ErrorKind::UnexpectedEof
     )
 }
-
-/// How long after a request's time a provider ends it (a tick later at
-/// most: `in_progress`): the requester, whose deadline it mostly is, times
-/// out first and says so, rather than getting the provider's "no answer" a
-/// moment before. With the tick, below libp2p's backstop
-/// (`behaviour::BACKSTOP_MARGIN`), which would drop the stream.
-const OVERTIME: Duration = Duration::from_secs(1);
 
 /// How long a stopping node keeps running to deliver its withdrawal.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
@@ -731,7 +724,7 @@ impl EventLoop {
             None => in_progress::Key::Unnumbered(request_id),
         };
         let time = self.limits.answer_within(request.timeout());
-        // The requester, whose deadline it mostly is, times out first.
+        // A tick later at most (`in_progress`), still below libp2p's backstop.
         let ends = Instant::now().checked_add(time.saturating_add(OVERTIME));
         let Some(stop) = self.in_progress.register(key, ends) else {
             let number = request.id.unwrap_or_default();
