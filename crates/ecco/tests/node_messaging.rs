@@ -166,6 +166,42 @@ async fn a_request_its_caller_drops_is_cancelled_at_the_provider() {
     assert_eq!(b.connected_peers().await.unwrap(), vec![a.peer_id()]);
 }
 
+/// A cancel needs a stream of its own. A provider whose connection is
+/// full drops it unread; the requester sends it again once a stream is
+/// free, so that the provider stops working for nobody long before the
+/// request's time runs out.
+#[tokio::test]
+async fn a_cancel_waits_for_a_free_stream() {
+    let mut small = Config::memory();
+    small.limits.max_concurrent_streams = 2;
+    let (a, mut inbox) = node(small).await;
+    let (b, _) = node(Config::memory()).await;
+    let peer = b.dial(address(&a).await).await.unwrap();
+    let ask = |n: i32| {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.request_within(peer, request("hold", json!(n)), Duration::from_secs(60))
+                .await
+        })
+    };
+    let (dropped, waited) = (ask(1), ask(2));
+    let (mut first, mut second) = (inbox.recv().await.unwrap(), inbox.recv().await.unwrap());
+    if first.request.payload == json!(2) {
+        std::mem::swap(&mut first, &mut second);
+    }
+    // The connection now carries a's limit of two streams: the cancel is
+    // dropped unread, however often it is sent, until one is answered.
+    dropped.abort();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!first.is_closed(), "no room for the cancel yet");
+    second.respond(Answer::new(json!("done")));
+    assert_eq!(waited.await.unwrap().unwrap().result, json!("done"));
+    let told = tokio::time::timeout(Duration::from_secs(10), first.closed()).await;
+    assert!(told.is_ok(), "the cancel arrives once a stream is free");
+    serve(inbox);
+    assert_serves(&a, &b).await;
+}
+
 /// `request_within` may wait longer than the node's request timeout,
 /// which is only what `request` waits: a handler that takes longer than
 /// that, on either side, still reaches the caller that waits for it.

@@ -7,16 +7,23 @@
 //! cancel naming it; the provider then drops the handler's reply channel,
 //! which cancels the handler (`InboundRequest::closed`), and answers the
 //! request at once, so that its stream is freed.
+//!
+//! A cancel needs a stream of its own, so it takes a slot of the window,
+//! ahead of the requests waiting there. A provider with no room for it
+//! drops it unread; it is sent again on the next tick, until the request's
+//! deadline, so that a busy connection does not keep a provider working
+//! for nobody.
 
 use std::time::Instant;
 
 use libp2p::PeerId;
-use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundFailure, ResponseChannel};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::in_progress::Key;
-use super::{EventLoop, refusal};
+use super::window::{Admit, Outcome};
+use super::{EventLoop, Outgoing, is_streams_full, refusal};
 use crate::node::codec::Inbound;
 use crate::node::messaging::{Answer, RemoteErrorKind, Reply, RequestError};
 
@@ -24,6 +31,18 @@ use crate::node::messaging::{Answer, RemoteErrorKind, Reply, RequestError};
 /// reads it: it ends the stream cleanly, so that the requester does not
 /// take it for a stream dropped unread.
 const CANCELLED: &str = "cancelled by the requester";
+
+/// A cancel of request `id`, worth sending until that request's deadline.
+pub(super) struct Unsent {
+    pub(super) id: u64,
+    pub(super) deadline: Instant,
+}
+
+impl Unsent {
+    pub(super) fn wanted(&self, now: Instant) -> bool {
+        self.deadline > now
+    }
+}
 
 /// A request on its way to a provider, until its answer arrives.
 pub(super) struct Sent {
@@ -48,35 +67,61 @@ impl EventLoop {
     /// cost to the requests that are waited for.
     pub(super) fn cancel_abandoned(&mut self) {
         let now = Instant::now();
-        let mut abandoned = Vec::new();
+        let mut cancels = std::mem::take(&mut self.cancels_to_retry);
         self.requests.retain(|_, sent| {
             if !sent.reply.is_closed() {
                 return true;
             }
-            if sent.deadline > now {
-                abandoned.push((sent.peer, sent.id));
-            }
+            let unsent = Unsent {
+                id: sent.id,
+                deadline: sent.deadline,
+            };
+            tracing::debug!(peer = %sent.peer, id = sent.id, "the caller stopped waiting: request cancelled");
+            cancels.push((sent.peer, unsent));
             false
         });
-        for (peer, id) in abandoned {
+        for (peer, unsent) in cancels {
             // Over a connection that is still up only: a request to a peer
             // that left has failed, or will, on its own.
-            if !self.swarm.is_connected(&peer) {
+            if !unsent.wanted(now) || !self.swarm.is_connected(&peer) {
                 continue;
             }
-            tracing::debug!(%peer, id, "the caller stopped waiting: request cancelled");
-            let cancel = self
-                .swarm
-                .behaviour_mut()
-                .messaging
-                .send_request(&peer, Inbound::Cancel(id));
-            self.cancels.insert(cancel);
+            match self.window.admit_first(peer, Outgoing::Cancel(unsent)) {
+                Admit::Send(outgoing) => self.send(peer, outgoing),
+                Admit::Wait | Admit::Full(_) => {}
+            }
         }
     }
 
-    /// Whether `request_id` was a cancel, whose outcome nobody waits for.
-    pub(super) fn cancel_finished(&mut self, request_id: OutboundRequestId) -> bool {
-        self.cancels.remove(&request_id)
+    pub(super) fn send_cancel(&mut self, peer: PeerId, unsent: Unsent) {
+        let cancel = self
+            .swarm
+            .behaviour_mut()
+            .messaging
+            .send_request(&peer, Inbound::Cancel(unsent.id));
+        self.cancels.insert(cancel, unsent);
+    }
+
+    /// A cancel that found no room for a stream, on the provider's side
+    /// (`Outcome::Dropped`) or this one's (the connection carries the
+    /// provider's requests too), goes again on the next tick; one that
+    /// failed otherwise is given up: the connection is gone, or the
+    /// provider does not take cancels.
+    pub(super) fn cancel_failed(
+        &mut self,
+        peer: PeerId,
+        unsent: Unsent,
+        error: &OutboundFailure,
+        outcome: Outcome,
+    ) {
+        let no_room = outcome == Outcome::Dropped
+            || matches!(error, OutboundFailure::Io(e) if is_streams_full(e));
+        if no_room {
+            tracing::debug!(%peer, id = unsent.id, "no stream for a cancel: sent again on the tick");
+            self.cancels_to_retry.push((peer, unsent));
+        } else {
+            tracing::debug!(%peer, id = unsent.id, %error, "a cancel did not reach the provider");
+        }
     }
 
     /// A requester's cancel of its request `id`: answered `true` when that

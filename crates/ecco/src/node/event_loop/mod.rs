@@ -117,10 +117,21 @@ struct Queued {
     reply: oneshot::Sender<Result<Answer, RequestError>>,
 }
 
-impl Queued {
-    /// Whether its caller still waits for the answer.
+/// What takes a stream to a peer, in the window.
+enum Outgoing {
+    Request(Queued),
+    /// Ahead of the waiting requests (`Window::admit_first`).
+    Cancel(cancel::Unsent),
+}
+
+impl Outgoing {
+    /// Whether it is still worth sending: a request's caller waits for the
+    /// answer, a cancel's request is not past its deadline.
     fn wanted(&self) -> bool {
-        !self.reply.is_closed()
+        match self {
+            Self::Request(queued) => !queued.reply.is_closed(),
+            Self::Cancel(unsent) => unsent.wanted(Instant::now()),
+        }
     }
 }
 
@@ -136,14 +147,17 @@ pub(crate) struct EventLoop {
     events: broadcast::Sender<Event>,
     requests: HashMap<OutboundRequestId, cancel::Sent>,
     /// Cancels sent for requests nobody waits for, until they are answered.
-    cancels: HashSet<OutboundRequestId>,
+    cancels: HashMap<OutboundRequestId, cancel::Unsent>,
+    /// Cancels that found no room for a stream, sent again on the tick.
+    cancels_to_retry: Vec<(PeerId, cancel::Unsent)>,
     /// The number the next request sent carries.
     next_request_id: u64,
     /// Inbound requests handed to the application, until answered: what a
     /// cancel or the end of their time stops.
     in_progress: in_progress::InProgress,
-    /// Requests in flight per peer, and those waiting for a free stream.
-    window: window::Window<Queued>,
+    /// Requests and cancels in flight per peer, and those waiting for a
+    /// free stream.
+    window: window::Window<Outgoing>,
     max_concurrent_streams: usize,
     /// Dials callers asked for, until their connection is established or fails.
     dials: HashMap<ConnectionId, dial::Pending>,
@@ -265,7 +279,8 @@ impl EventLoop {
             inbound,
             events,
             requests: HashMap::new(),
-            cancels: HashSet::new(),
+            cancels: HashMap::new(),
+            cancels_to_retry: Vec::new(),
             next_request_id: 0,
             in_progress: in_progress::InProgress::default(),
             window: window::Window::new(
@@ -310,7 +325,7 @@ impl EventLoop {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.window.retain(Queued::wanted);
+                    self.window.retain(Outgoing::wanted);
                     self.on_tick();
                     self.dht_prune();
                     self.dials_expire();
@@ -364,8 +379,10 @@ impl EventLoop {
         for (_, sent) in self.requests.drain() {
             let _ = sent.reply.send(Err(RequestError::NodeStopped));
         }
-        for queued in self.window.drain() {
-            let _ = queued.reply.send(Err(RequestError::NodeStopped));
+        for outgoing in self.window.drain() {
+            if let Outgoing::Request(queued) = outgoing {
+                let _ = queued.reply.send(Err(RequestError::NodeStopped));
+            }
         }
         tracing::info!("node stopped");
     }
@@ -409,23 +426,26 @@ impl EventLoop {
                 request,
                 deadline,
                 reply,
-            } => match self.window.admit(
-                peer,
-                Queued {
+            } => {
+                let queued = Queued {
                     request,
                     deadline,
                     reply,
-                },
-            ) {
-                window::Admit::Send(queued) => self.send_request(peer, queued),
-                window::Admit::Wait => {}
-                window::Admit::Full(queued) => {
-                    let _ = queued.reply.send(Err(RequestError::Busy(format!(
-                        "{} requests already wait for a free stream (limits.max_waiting_requests)",
-                        self.window.max_waiting()
-                    ))));
+                };
+                match self.window.admit(peer, Outgoing::Request(queued)) {
+                    window::Admit::Send(outgoing) => self.send(peer, outgoing),
+                    window::Admit::Wait => {}
+                    // What was offered comes back: the request.
+                    window::Admit::Full(outgoing) => {
+                        if let Outgoing::Request(queued) = outgoing {
+                            let _ = queued.reply.send(Err(RequestError::Busy(format!(
+                                "{} requests already wait for a free stream (limits.max_waiting_requests)",
+                                self.window.max_waiting()
+                            ))));
+                        }
+                    }
                 }
-            },
+            }
             Command::SetCapabilities {
                 capabilities,
                 reply,
@@ -583,8 +603,8 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    if self.cancel_finished(request_id) {
-                        return;
+                    if self.cancels.remove(&request_id).is_some() {
+                        return self.request_finished(peer, window::Outcome::Done);
                     }
                     if let Some(sent) = self.requests.remove(&request_id) {
                         let _ = sent.reply.send(match response {
@@ -601,10 +621,6 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if self.cancel_finished(request_id) {
-                    tracing::debug!(%peer, %error, "a cancel did not reach the provider");
-                    return;
-                }
                 // The peer's handler drops a stream over its limit unread,
                 // and the connection stays up: a closed connection is
                 // reported as `ConnectionClosed`, not as an I/O error.
@@ -616,6 +632,9 @@ impl EventLoop {
                 };
                 // Finished first, so that the error can say what was learned.
                 self.request_finished(peer, outcome);
+                if let Some(unsent) = self.cancels.remove(&request_id) {
+                    return self.cancel_failed(peer, unsent, &error, outcome);
+                }
                 if let Some(sent) = self.requests.remove(&request_id) {
                     let _ = sent
                         .reply
@@ -667,6 +686,13 @@ impl EventLoop {
         }
     }
 
+    fn send(&mut self, peer: PeerId, outgoing: Outgoing) {
+        match outgoing {
+            Outgoing::Request(queued) => self.send_request(peer, queued),
+            Outgoing::Cancel(unsent) => self.send_cancel(peer, unsent),
+        }
+    }
+
     fn send_request(&mut self, peer: PeerId, queued: Queued) {
         let mut request = queued.request;
         request.set_timeout(queued.deadline.saturating_duration_since(Instant::now()));
@@ -688,11 +714,11 @@ impl EventLoop {
         );
     }
 
-    /// A request to `peer` was answered or failed: its stream goes to the
-    /// next request waiting for one.
+    /// A request or cancel to `peer` was answered or failed: its stream
+    /// goes to the next one waiting.
     fn request_finished(&mut self, peer: PeerId, outcome: window::Outcome) {
-        if let Some(next) = self.window.finished(&peer, outcome, Queued::wanted) {
-            self.send_request(peer, next);
+        if let Some(next) = self.window.finished(&peer, outcome, Outgoing::wanted) {
+            self.send(peer, next);
         }
     }
 

@@ -5,8 +5,9 @@
 //! `Limits::max_concurrent_streams` streams, so a caller that sends more at
 //! once than that would see some fail for no fault of the peer. The window
 //! keeps at most that many in flight per peer and queues the rest, first in
-//! first out, up to a bound over all peers. Free of I/O: the event loop
-//! sends what it is handed.
+//! first out, up to a bound over all peers. Cancels take slots too, ahead
+//! of the queue (`admit_first`). Free of I/O: the event loop sends what it
+//! is handed.
 //!
 //! The peer's side of the connection has the same limit, and its handler
 //! drops a stream over it unread: its limit may be lower than ours, and its
@@ -73,6 +74,17 @@ impl<T> Window<T> {
 
     /// Offers a request to `peer`.
     pub(super) fn admit(&mut self, peer: PeerId, item: T) -> Admit<T> {
+        self.offer(peer, item, false)
+    }
+
+    /// Offers `peer` an item that goes before every waiting one and is
+    /// never refused: a cancel, which frees the peer's work and so streams
+    /// for the rest. Its caller bounds how many there are.
+    pub(super) fn admit_first(&mut self, peer: PeerId, item: T) -> Admit<T> {
+        self.offer(peer, item, true)
+    }
+
+    fn offer(&mut self, peer: PeerId, item: T, first: bool) -> Admit<T> {
         let per_peer = self.per_peer;
         let slots = self.peers.entry(peer).or_insert_with(|| Slots {
             in_flight: 0,
@@ -82,6 +94,10 @@ impl<T> Window<T> {
         if slots.in_flight < slots.cap {
             slots.in_flight += 1;
             Admit::Send(item)
+        } else if first {
+            slots.waiting.push_front(item);
+            self.waiting += 1;
+            Admit::Wait
         } else if self.waiting < self.max_waiting {
             slots.waiting.push_back(item);
             self.waiting += 1;
@@ -194,6 +210,27 @@ mod tests {
         assert_eq!(w.finished(&peer, Outcome::Done, always), None);
         assert_eq!(w.finished(&peer, Outcome::Done, always), None);
         assert!(w.peers.is_empty(), "an idle peer leaves nothing behind");
+    }
+
+    #[test]
+    fn an_item_admitted_first_goes_before_the_waiting_and_is_never_refused() {
+        let peer = PeerId::random();
+        let mut w = Window::new(1, 1);
+        assert_eq!(
+            w.admit_first(peer, 1),
+            Admit::Send(1),
+            "a free slot is taken"
+        );
+        assert_eq!(w.admit(peer, 2), Admit::Wait);
+        assert_eq!(w.admit(peer, 3), Admit::Full(3));
+        assert_eq!(w.admit_first(peer, 4), Admit::Wait, "not refused");
+        assert_eq!(w.admit_first(peer, 5), Admit::Wait);
+        assert_eq!(w.waiting(), 3);
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(5));
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(4));
+        assert_eq!(w.finished(&peer, Outcome::Done, always), Some(2));
+        assert_eq!(w.finished(&peer, Outcome::Done, always), None);
+        assert!(w.peers.is_empty());
     }
 
     #[test]
