@@ -76,8 +76,10 @@ impl EventLoop {
                 id: sent.id,
                 deadline: sent.deadline,
             };
-            tracing::debug!(peer = %sent.peer, id = sent.id, "the caller stopped waiting: request cancelled");
-            cancels.push((sent.peer, unsent));
+            if unsent.wanted(now) {
+                tracing::debug!(peer = %sent.peer, id = sent.id, "the caller stopped waiting: request cancelled");
+                cancels.push((sent.peer, unsent));
+            }
             false
         });
         for (peer, unsent) in cancels {
