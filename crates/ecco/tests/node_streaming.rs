@@ -616,6 +616,49 @@ async fn streams_beyond_the_limit_wait_for_a_free_one() {
     }
 }
 
+/// Without a time for the whole reply, the first chunk is due within the
+/// request timeout of the call: a wait for a free stream counts against it
+/// rather than earning a fresh timeout for the chunk after it.
+#[tokio::test]
+async fn the_wait_for_a_free_stream_counts_against_the_first_chunk() {
+    let (a, inbox) = Node::spawn(&Identity::generate(), Config::memory())
+        .await
+        .unwrap();
+    let (tx, _cancelled) = mpsc::channel(4);
+    serve(inbox, tx);
+    let mut requester = Config::memory();
+    requester.limits.max_streaming_requests = 1;
+    let timeout = Duration::from_secs(1);
+    requester.limits.request_timeout = timeout;
+    let (b, _) = Node::spawn(&Identity::generate(), requester).await.unwrap();
+    b.dial(a.listen_addrs().await.unwrap().remove(0))
+        .await
+        .unwrap();
+    let peer = a.peer_id();
+    let mut held = b
+        .request_stream(peer, request("endless", ""))
+        .await
+        .unwrap();
+    assert!(held.next().await.unwrap().is_ok());
+    // The slot frees after 800 ms and the chunk takes 800 ms more: each
+    // within the timeout, both together not.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let items = match b.request_stream(peer, request("slow", "800")).await {
+        Ok(stream) => collect(stream).await,
+        Err(e) => vec![Err(e)],
+    };
+    assert_eq!(items, [Err(RequestError::Timeout(timeout))]);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_busy_provider_refuses_with_its_reason() {
     let mut server = Config::memory();

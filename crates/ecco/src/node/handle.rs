@@ -437,7 +437,9 @@ impl Node {
     /// Sends a request and receives the reply as a stream of chunks, for
     /// long outputs such as LLM tokens. The handler on the other side uses
     /// [`InboundRequest::stream`]; one that answers with `respond` sends one
-    /// chunk. Each chunk must arrive within the request timeout of the last.
+    /// chunk. Each chunk must arrive within the request timeout of the last,
+    /// the first within the request timeout of this call (a wait for a free
+    /// stream to the peer included).
     pub async fn request_stream(
         &self,
         peer: PeerId,

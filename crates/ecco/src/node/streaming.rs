@@ -125,13 +125,14 @@ impl Stream for ReplyStream {
 #[derive(Debug, Clone, Copy)]
 struct Patience {
     per_frame: Duration,
-    /// The whole reply's deadline, and the timeout it came from.
-    whole: Option<(Instant, Duration)>,
+    /// The deadline of every step left, and the timeout it came from; each
+    /// step gets `per_frame` without one.
+    until: Option<(Instant, Duration)>,
 }
 
 impl Patience {
     fn next(&self) -> (Duration, RequestError) {
-        match self.whole {
+        match self.until {
             Some((deadline, within)) => (
                 deadline.saturating_duration_since(Instant::now()),
                 RequestError::Timeout(within),
@@ -162,9 +163,22 @@ impl Client {
         mut request: Request,
         within: Option<Duration>,
     ) -> Result<ReplyStream, RequestError> {
+        let per_frame = self.timeout;
+        let start = Instant::now();
+        let whole = within.and_then(|within| Some((start.checked_add(within)?, within)));
+        // Then each frame within `per_frame` of the last, unless the whole
+        // reply has a time.
         let patience = Patience {
-            per_frame: self.timeout,
-            whole: within.and_then(|within| Some((Instant::now().checked_add(within)?, within))),
+            per_frame,
+            until: whole,
+        };
+        // Until the first frame, a free slot, opening the stream and writing
+        // the request count against one time: the whole reply's, or the
+        // first frame's, so that a request waiting for a slot does not get
+        // `per_frame` anew at each step.
+        let first = Patience {
+            per_frame,
+            until: whole.or_else(|| Some((start.checked_add(per_frame)?, per_frame))),
         };
         request.timeout_ms = None;
         if let Some(within) = within {
@@ -180,9 +194,8 @@ impl Client {
                 self.max_request
             )));
         }
-        // The wait for a slot counts against the first frame's time.
-        let slot = patience.run(self.slots.take(peer)).await??;
-        let open = patience.run(self.control.open_stream(peer, self.protocol));
+        let slot = first.run(self.slots.take(peer)).await??;
+        let open = first.run(self.control.open_stream(peer, self.protocol));
         let mut stream = match open.await {
             Err(late) => return Err(late),
             Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
@@ -194,7 +207,7 @@ impl Client {
             Ok(Ok(stream)) => stream,
         };
         // Less what opening the stream took.
-        if let Some((deadline, _)) = patience.whole {
+        if let Some((deadline, _)) = whole {
             request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             bytes = encode(&request);
         }
@@ -202,7 +215,7 @@ impl Client {
         let max_memory = self.max_response_memory;
         // Bounded: a provider that never reads would otherwise hold the
         // request here once the stream's window is full.
-        match patience.run(write_frame(&mut stream, &bytes)).await {
+        match first.run(write_frame(&mut stream, &bytes)).await {
             Err(late) => return Err(late),
             Ok(Err(e)) => {
                 return Err(early_refusal(&mut stream, (max, max_memory), peer, &e).await);
@@ -211,9 +224,9 @@ impl Client {
         }
         // The slot is freed with the stream: at its end, its failure, or
         // when the caller drops it.
-        let frames = stream::unfold(Some((stream, slot)), move |state| async move {
-            let (mut stream, slot) = state?;
-            let item = match patience.run(read_frame(&mut stream, max)).await {
+        let frames = stream::unfold(Some((stream, slot, first)), move |state| async move {
+            let (mut stream, slot, wait) = state?;
+            let item = match wait.run(read_frame(&mut stream, max)).await {
                 Err(late) => Err(late),
                 Ok(Err(ReadError::TooLarge(len))) => Err(RequestError::TooLarge(format!(
                     "a reply chunk of {len} bytes exceeds the size limit of {max} bytes"
@@ -222,7 +235,9 @@ impl Client {
                     "the stream from {peer} ended before its end: {e}"
                 ))),
                 Ok(Ok(bytes)) => match bounded::decode::<Frame>(&bytes, max_memory) {
-                    Ok(Frame::Chunk(answer)) => return Some((Ok(answer), Some((stream, slot)))),
+                    Ok(Frame::Chunk(answer)) => {
+                        return Some((Ok(answer), Some((stream, slot, patience))));
+                    }
                     Ok(Frame::End) => return None,
                     Ok(Frame::Error(e)) => Err(e.into()),
                     Err(DecodeError::Malformed(e)) => Err(RequestError::Refused(format!(
