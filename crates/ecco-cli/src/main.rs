@@ -36,8 +36,8 @@ enum Command {
     #[command(
         after_help = "An encrypted key file's passphrase comes from --passphrase-file FILE \
         (the file's content, less one trailing newline: \\n or \\r\\n) or else from the \
-        ECCO_PASSPHRASE environment variable, never from a flag's value; `ecco agent` and \
-        `ecco discover` read it the same way (`ecco ask`: ECCO_PASSPHRASE). Without a passphrase, `ecco id` \
+        ECCO_PASSPHRASE environment variable, never from a flag's value; `ecco agent`, and \
+        `ecco discover` and `ecco ask` with --identity, read it the same way. Without a passphrase, `ecco id` \
         still shows an encrypted key's peer id; with one, a missing key file is created \
         encrypted."
     )]
