@@ -40,6 +40,15 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
+    /// As PROTOCOL.md says: inside a JSON value a repeated key is not
+    /// checked, and the last one wins.
+    #[test]
+    fn a_repeated_key_inside_a_json_value_keeps_the_last() {
+        // {"a": 1, "a": 2}: a map of two pairs, both keyed "a".
+        let twice = [0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x02];
+        assert_eq!(decode::<Value>(&twice, 10_000).unwrap(), json!({"a": 2}));
+    }
+
     #[test]
     fn what_fits_is_decoded_and_what_unfolds_is_refused_before_decoding() {
         let small = cbor4ii::serde::to_vec(Vec::new(), &json!({"a": [1, 2]})).unwrap();
