@@ -28,6 +28,8 @@ mod messaging;
 mod stream_slots;
 mod streaming;
 mod swarm;
+#[cfg(test)]
+mod wire_properties;
 
 pub use crate::discovery::Found;
 pub use config::{Config, Discovery, Limits, SwarmKey, Transport, generate_swarm_key};
