@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let outsider = Agent::builder().config(Config::loopback()).spawn().await?;
     match outsider.node().dial(addrs[0].clone()).await {
-        Ok(_) => println!("unexpected: an agent without the key connected"),
+        Ok(_) => return Err("an agent without the key connected".into()),
         Err(e) => println!("an agent without the key is refused: {e}"),
     }
 
