@@ -35,6 +35,9 @@ use hyper::Request;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
+mod common;
+use common::fresh_postgres;
+
 const CHILD_ENV: &str = "ECCO_LOAD_CHILD_DATABASE";
 const CHILD_REDIS_ENV: &str = "ECCO_LOAD_CHILD_REDIS";
 
@@ -100,7 +103,7 @@ fn main() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let redis = std::env::var("ECCO_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    match rt.block_on(fresh_postgres(&postgres)) {
+    match rt.block_on(fresh_postgres(&postgres, "ecco_load")) {
         Ok((url, admin, name)) => {
             rt.block_on(run_backend(
                 "PostgreSQL + Redis",
@@ -185,23 +188,6 @@ impl Drop for Registry {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
-}
-
-async fn fresh_postgres(url: &str) -> Result<(String, sqlx::PgPool, String), sqlx::Error> {
-    let admin = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await?;
-    let name = format!("ecco_load_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    Ok((format!("{base}/{name}"), admin, name))
 }
 
 // ---------------------------------------------------------------------------

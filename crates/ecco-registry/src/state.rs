@@ -70,7 +70,7 @@ impl App {
             computed_at: Mutex::new(None),
             closing: tokio::sync::watch::channel(false).0,
         }));
-        app.book().await?;
+        app.recompute_now().await?;
         Ok(app)
     }
 
@@ -134,51 +134,104 @@ impl App {
         self.0.dirty.store(true, Ordering::Release);
     }
 
-    /// The reputation snapshot, recomputed from the stored feedback when
-    /// feedback arrived and the last computation is older than
+    /// The reputation snapshot. After feedback arrived, it is recomputed
+    /// from all stored feedback once the last computation is older than
     /// [`Config::reputation_refresh`] (or ten times the last computation,
-    /// if longer). While one caller recomputes, the others get the previous
-    /// snapshot.
+    /// if longer), in the background: readers get the current snapshot
+    /// meanwhile, so that none waits for a re-read of the feedback table
+    /// (3–5 s for a million reports on SQLite; BENCHMARKS.md). With a zero
+    /// refresh (tests), a read after feedback waits for the recompute, so
+    /// that it sees the writes before it.
     ///
     /// # Errors
-    /// [`StoreError`] if the feedback cannot be read.
+    /// [`StoreError`] if the feedback cannot be read (only with a zero
+    /// refresh or at start; a background recompute logs the error and
+    /// tries again at the next read).
     pub async fn book(&self) -> Result<Arc<Book>, StoreError> {
+        let current = self.0.book.read().await.clone();
         if !self.0.dirty.load(Ordering::Acquire) {
+            return Ok(current);
+        }
+        if self.0.config.reputation_refresh.is_zero() {
+            self.recompute_now().await?;
             return Ok(self.0.book.read().await.clone());
         }
-        // One request recomputes; the others answer from the current
-        // snapshot instead of queueing behind it.
-        // A zero refresh (tests) waits and recomputes on every read after
-        // feedback, so that a read sees the writes before it.
-        let refresh = self.0.config.reputation_refresh;
-        let mut computed_at = if refresh.is_zero() {
-            self.0.computed_at.lock().await
-        } else {
-            let Ok(guard) = self.0.computed_at.try_lock() else {
-                return Ok(self.0.book.read().await.clone());
-            };
-            guard
-        };
+        // Checked here as well as in the task, so that reads between two
+        // recomputes spawn nothing.
+        if self.recompute_due() {
+            let app = self.clone();
+            tokio::spawn(async move {
+                // Another task got there first: it recomputes.
+                let Ok(mut computed_at) = app.0.computed_at.try_lock() else {
+                    return;
+                };
+                if app.is_due(*computed_at)
+                    && app.0.dirty.swap(false, Ordering::AcqRel)
+                    && let Err(e) = app.recompute(&mut computed_at).await
+                {
+                    tracing::warn!(error = %e, "cannot recompute the reputations");
+                }
+            });
+        }
+        Ok(current)
+    }
+
+    /// Recomputes now if feedback arrived since the last time, waiting for
+    /// a recompute already running.
+    async fn recompute_now(&self) -> Result<(), StoreError> {
+        let mut computed_at = self.0.computed_at.lock().await;
+        if self.0.dirty.swap(false, Ordering::AcqRel) {
+            self.recompute(&mut computed_at).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a recompute may start now: none is running, and the last
+    /// ended long enough ago.
+    fn recompute_due(&self) -> bool {
+        self.0
+            .computed_at
+            .try_lock()
+            .is_ok_and(|computed_at| self.is_due(*computed_at))
+    }
+
+    fn is_due(&self, computed_at: Option<(Instant, Duration)>) -> bool {
         // Recomputing reads all feedback: as it grows, space the runs out so
         // that they take at most a tenth of the time.
-        let due = computed_at.is_none_or(|(at, took)| {
-            refresh.is_zero() || at.elapsed() >= refresh.max(took * RECOMPUTE_SPACING)
+        let refresh = self.0.config.reputation_refresh;
+        computed_at.is_none_or(|(at, took)| at.elapsed() >= refresh.max(took * RECOMPUTE_SPACING))
+    }
+
+    /// Reads all feedback and replaces the snapshot; the caller holds
+    /// `computed_at` and has cleared `dirty`, which is set again on failure.
+    async fn recompute(
+        &self,
+        computed_at: &mut Option<(Instant, Duration)>,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let reports = match self.0.store.reports().await {
+            Ok(reports) => reports,
+            Err(e) => {
+                self.0.dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
+        // About 0.1 s of CPU per million reports: off the async workers.
+        let computing = tokio::task::spawn_blocking(move || {
+            Book::compute(&reports, now_ms(), Params::default())
         });
-        if due && self.0.dirty.swap(false, Ordering::AcqRel) {
-            let started = Instant::now();
-            let reports = match self.0.store.reports().await {
-                Ok(reports) => reports,
-                Err(e) => {
-                    self.0.dirty.store(true, Ordering::Release);
-                    return Err(e);
-                }
-            };
-            let book = Arc::new(Book::compute(&reports, now_ms(), Params::default()));
-            *self.0.book.write().await = book;
-            *computed_at = Some((Instant::now(), started.elapsed()));
-        }
-        drop(computed_at);
-        Ok(self.0.book.read().await.clone())
+        let book = match computing.await {
+            Ok(book) => book,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // The runtime is shutting down.
+            Err(_) => {
+                self.0.dirty.store(true, Ordering::Release);
+                return Ok(());
+            }
+        };
+        *self.0.book.write().await = Arc::new(book);
+        *computed_at = Some((Instant::now(), started.elapsed()));
+        Ok(())
     }
 
     /// Every registered agent, from the hot-read cache; checked against the
@@ -317,4 +370,81 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::FeedbackEntry;
+
+    async fn app(refresh: Duration) -> App {
+        let config = Config {
+            reputation_refresh: refresh,
+            ..Config::ephemeral()
+        };
+        let store = Store::connect(&config.database_url).await.unwrap();
+        App::new(config, store, Shared::local()).await.unwrap()
+    }
+
+    async fn rate(app: &App, n: usize) {
+        let entry = FeedbackEntry {
+            rater: format!("rater-{n}"),
+            agent: "agent".into(),
+            interaction: format!("interaction-{n}"),
+            capability: "llm/chat".into(),
+            success: true,
+            latency_ms: 10,
+            rating: Some(5),
+            at_ms: now_ms(),
+        };
+        assert!(app.store().insert_feedback(&entry).await.unwrap());
+        app.feedback_changed();
+    }
+
+    async fn feedback(app: &App) -> u64 {
+        app.book().await.unwrap().get("agent").breakdown.feedback
+    }
+
+    /// A read after feedback answers from the snapshot at once; the
+    /// recompute runs in the background and later reads see it.
+    #[tokio::test]
+    async fn reads_do_not_wait_for_a_recompute() {
+        let app = app(Duration::from_millis(1)).await;
+        rate(&app, 1).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(feedback(&app).await, 0, "the snapshot from before");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while feedback(&app).await == 0 {
+            assert!(Instant::now() < deadline, "the recompute never ran");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(feedback(&app).await, 1);
+    }
+
+    /// The first snapshot is computed before the registry serves, however
+    /// long the refresh: feedback stored before a restart counts at once.
+    #[tokio::test]
+    async fn a_registry_starts_with_the_stored_reputations() {
+        let config = Config {
+            reputation_refresh: Duration::from_secs(3600),
+            ..Config::ephemeral()
+        };
+        let store = Store::connect(&config.database_url).await.unwrap();
+        let first = App::new(config.clone(), store.clone(), Shared::local())
+            .await
+            .unwrap();
+        rate(&first, 1).await;
+        let again = App::new(config, store, Shared::local()).await.unwrap();
+        assert_eq!(feedback(&again).await, 1);
+    }
+
+    /// With a zero refresh, a read after feedback waits and sees it.
+    #[tokio::test]
+    async fn a_zero_refresh_reads_its_writes() {
+        let app = app(Duration::ZERO).await;
+        for n in 1..=3 {
+            rate(&app, n).await;
+            assert_eq!(feedback(&app).await, n as u64);
+        }
+    }
 }
