@@ -358,4 +358,152 @@ mod tests {
             "a stopped window starts over"
         );
     }
+
+    /// A generated run checked against a model of the window's promises:
+    /// a peer never has more in flight than its cap (the limit, lowered to
+    /// what it still had in flight after a dropped stream, restored when it
+    /// disconnects); an item waits only when its peer is at its cap and is
+    /// refused only when the queue is full, a cancel never; a slot that
+    /// frees goes to the latest waiting cancel, else to the oldest waiting
+    /// request, skipping those nobody wants; nothing is sent twice and
+    /// nothing is lost but what nobody wants.
+    mod properties {
+        use std::collections::{HashSet, VecDeque};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const PEERS: usize = 3;
+        const PER_PEER: usize = 2;
+        const MAX_WAITING: usize = 3;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Admit(usize),
+            AdmitFirst(usize),
+            Finished(usize, bool),
+            Disconnected(usize),
+            Retain,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..PEERS).prop_map(Op::Admit),
+                1 => (0..PEERS).prop_map(Op::AdmitFirst),
+                4 => (0..PEERS, any::<bool>()).prop_map(|(p, dropped)| Op::Finished(p, dropped)),
+                1 => (0..PEERS).prop_map(Op::Disconnected),
+                1 => Just(Op::Retain),
+            ]
+        }
+
+        /// Callers have given up on every fifth item.
+        fn wanted(item: &u32) -> bool {
+            !item.is_multiple_of(5)
+        }
+
+        #[derive(Debug, Clone)]
+        struct Peer {
+            in_flight: usize,
+            cap: usize,
+            /// Waiting cancels, the latest last; waiting requests, oldest first.
+            firsts: Vec<u32>,
+            rest: VecDeque<u32>,
+        }
+
+        proptest! {
+            #[test]
+            fn the_window_keeps_its_promises(ops in prop::collection::vec(op(), 1..100)) {
+                let ids: Vec<PeerId> = (0..PEERS).map(|_| PeerId::random()).collect();
+                let mut window = Window::new(PER_PEER, MAX_WAITING);
+                let fresh = Peer { in_flight: 0, cap: PER_PEER, firsts: Vec::new(), rest: VecDeque::new() };
+                let mut peers = vec![fresh; PEERS];
+                let mut next = 0u32;
+                let mut sent = HashSet::new();
+                let mut refused = HashSet::new();
+                for op in ops {
+                    let waiting: usize = peers.iter().map(|p| p.firsts.len() + p.rest.len()).sum();
+                    prop_assert_eq!(window.waiting(), waiting);
+                    match op {
+                        Op::Admit(p) | Op::AdmitFirst(p) => {
+                            next += 1;
+                            let first = matches!(op, Op::AdmitFirst(_));
+                            let peer = &mut peers[p];
+                            let expected = if peer.in_flight < peer.cap {
+                                peer.in_flight += 1;
+                                sent.insert(next);
+                                Admit::Send(next)
+                            } else if first {
+                                peer.firsts.push(next);
+                                Admit::Wait
+                            } else if waiting < MAX_WAITING {
+                                peer.rest.push_back(next);
+                                Admit::Wait
+                            } else {
+                                refused.insert(next);
+                                Admit::Full(next)
+                            };
+                            let admitted = if first {
+                                window.admit_first(ids[p], next)
+                            } else {
+                                window.admit(ids[p], next)
+                            };
+                            prop_assert_eq!(admitted, expected);
+                        }
+                        Op::Finished(p, dropped) => {
+                            let peer = &mut peers[p];
+                            if peer.in_flight == 0 {
+                                continue;
+                            }
+                            peer.in_flight -= 1;
+                            if dropped {
+                                peer.cap = peer.cap.min(peer.in_flight).max(1);
+                            }
+                            let mut expected = None;
+                            while expected.is_none() && peer.in_flight < peer.cap {
+                                let Some(item) = peer.firsts.pop().or_else(|| peer.rest.pop_front()) else {
+                                    break;
+                                };
+                                if wanted(&item) {
+                                    peer.in_flight += 1;
+                                    prop_assert!(sent.insert(item), "{} sent twice", item);
+                                    expected = Some(item);
+                                }
+                            }
+                            let outcome = if dropped { Outcome::Dropped } else { Outcome::Done };
+                            prop_assert_eq!(window.finished(&ids[p], outcome, wanted), expected);
+                        }
+                        Op::Disconnected(p) => {
+                            window.disconnected(&ids[p]);
+                            peers[p].cap = PER_PEER;
+                        }
+                        Op::Retain => {
+                            window.retain(wanted);
+                            for peer in &mut peers {
+                                peer.firsts.retain(wanted);
+                                peer.rest.retain(wanted);
+                            }
+                        }
+                    }
+                    for (p, peer) in peers.iter().enumerate() {
+                        prop_assert!(peer.in_flight <= peer.cap);
+                        prop_assert_eq!(window.cap(&ids[p]), peer.cap);
+                    }
+                }
+                // What still waits comes back, and every item is accounted for.
+                let mut drained = window.drain();
+                drained.sort_unstable();
+                let mut waiting: Vec<u32> =
+                    peers.iter().flat_map(|p| p.firsts.iter().chain(&p.rest)).copied().collect();
+                waiting.sort_unstable();
+                prop_assert_eq!(&drained, &waiting);
+                for item in 1..=next {
+                    let accounted = sent.contains(&item)
+                        || refused.contains(&item)
+                        || drained.binary_search(&item).is_ok();
+                    prop_assert!(accounted || !wanted(&item), "item {} was lost", item);
+                }
+            }
+        }
+    }
 }
