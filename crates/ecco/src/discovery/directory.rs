@@ -819,4 +819,110 @@ mod tests {
         assert_eq!(d.expire(NOW + 60_000), vec![a]);
         assert!(matches!(d.snapshot(), Snapshot::Changed { .. }));
     }
+
+    /// Replays over generated runs: while the directory remembers every
+    /// peer (fewer peers than it remembers sequence numbers for), a peer's
+    /// announcement is taken exactly when its `seq` is newer than every one
+    /// taken before, or equal to the newest when that one is not held and
+    /// neither withdrew nor was removed since; evictions, expiry, removals
+    /// and a full directory change nothing to that. The bounds hold
+    /// throughout.
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const PEERS: usize = 5;
+        const MAX_PEERS: usize = 3;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Peer, seq, which document (0: a withdrawal), TTL in seconds.
+            Apply(usize, u64, usize, u32),
+            /// Milliseconds that pass, then expiry.
+            Expire(u64),
+            Remove(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (0..PEERS, 0..6u64, 0..3usize, 1..100u32)
+                    .prop_map(|(p, seq, doc, ttl)| Op::Apply(p, seq, doc, ttl)),
+                2 => (0..60_000u64).prop_map(Op::Expire),
+                1 => (0..PEERS).prop_map(Op::Remove),
+            ]
+        }
+
+        const DOCUMENTS: [&[&str]; 3] =
+            [&[], &["llm/chat a@1.0.0"], &["llm/chat a@1.1.0 +summarize"]];
+
+        /// What a peer's accepted announcements leave behind.
+        #[derive(Debug, Clone, Default)]
+        struct Peer {
+            newest: Option<u64>,
+            /// The newest withdrew, or the peer was removed since.
+            closed: bool,
+        }
+
+        proptest! {
+            #[test]
+            fn replays_are_refused_and_the_bounds_hold(ops in prop::collection::vec(op(), 1..120)) {
+                let ids: Vec<PeerId> = (0..PEERS).map(|_| Identity::generate().peer_id()).collect();
+                let mut d = Directory::new(MAX_PEERS, usize::MAX);
+                let mut peers = vec![Peer::default(); PEERS];
+                let mut now = NOW;
+                for op in ops {
+                    match op {
+                        Op::Apply(p, seq, doc, ttl) => {
+                            now += 1;
+                            let mut a = announcement(ids[p], seq, DOCUMENTS[doc], ttl);
+                            a.issued_at_ms = now;
+                            let held = d.get(&ids[p]).is_some();
+                            let peer = &mut peers[p];
+                            let taken = match peer.newest {
+                                None => true,
+                                Some(newest) => seq > newest || (seq == newest && !held && !peer.closed),
+                            };
+                            let result = d.apply(a, Source::Gossip, now);
+                            let stale = matches!(result, Err(AnnouncementError::Stale { .. }));
+                            prop_assert_eq!(!stale, taken, "seq {} after {:?}: {:?}", seq, peer, result);
+                            if taken {
+                                let withdrawal = doc == 0;
+                                if peer.newest != Some(seq) {
+                                    peer.closed = false;
+                                }
+                                peer.newest = Some(seq);
+                                peer.closed |= withdrawal;
+                                match result {
+                                    Ok(Update::Withdrawn) => prop_assert!(withdrawal),
+                                    Ok(update) => {
+                                        prop_assert!(!withdrawal);
+                                        prop_assert_eq!(update == Update::Added, !held);
+                                        prop_assert_eq!(d.get(&ids[p]).map(|e| e.seq), Some(seq));
+                                    }
+                                    Err(e) => {
+                                        prop_assert_eq!(e, AnnouncementError::DirectoryFull);
+                                        prop_assert!(d.get(&ids[p]).is_none());
+                                    }
+                                }
+                            }
+                        }
+                        Op::Expire(dt) => {
+                            now += dt;
+                            for gone in d.expire(now) {
+                                prop_assert!(d.get(&gone).is_none());
+                            }
+                        }
+                        Op::Remove(p) => {
+                            if d.remove(&ids[p]).is_some() {
+                                peers[p].closed = true;
+                            }
+                        }
+                    }
+                    prop_assert!(d.len() <= MAX_PEERS);
+                    prop_assert_eq!(d.bytes(), d.entries().map(|e| e.footprint).sum::<usize>());
+                }
+            }
+        }
+    }
 }

@@ -19,7 +19,7 @@ use super::messaging::{Answer, RemoteError, RemoteErrorKind, Reply, Request};
 use super::streaming::Frame;
 use crate::Identity;
 use crate::bounded::{self, DecodeError};
-use crate::discovery::{Announcement, SignedAnnouncement};
+use crate::discovery::{Announcement, SignedAnnouncement, limits};
 use crate::negotiation::Step;
 use ecco_core::decoded::Cost;
 use ecco_core::{Capability, CapabilityDocument, CapabilityType};
@@ -197,7 +197,7 @@ fn announcement() -> impl Strategy<Value = Announcement> {
     (
         any::<u64>(),
         0..NOW_MS,
-        1u32..=86_400,
+        limits::MIN_TTL_SECS..=limits::MAX_TTL_SECS,
         prop::collection::vec((any::<[u8; 4]>(), any::<u16>()), 0..4),
         prop::collection::vec(("[a-z]{1,6}", json()), 0..4)
             .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
