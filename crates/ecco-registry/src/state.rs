@@ -441,6 +441,20 @@ mod tests {
         assert_eq!(feedback(&again).await, 1);
     }
 
+    /// A recompute that fails (the database is down) waits like one that
+    /// succeeded before the next try, rather than at every read.
+    #[tokio::test]
+    async fn a_failed_recompute_is_not_retried_at_once() {
+        let app = app(Duration::from_millis(100)).await;
+        rate(&app, 1).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(app.recompute_due());
+        app.store().close().await;
+        assert!(app.recompute_now().await.is_err());
+        assert!(!app.recompute_due(), "retried at once");
+        assert!(app.0.dirty.load(Ordering::Acquire), "still to do");
+    }
+
     /// With a zero refresh, a read after feedback waits and sees it.
     #[tokio::test]
     async fn a_zero_refresh_reads_its_writes() {
