@@ -15,6 +15,42 @@
 //! direct fetches ([`Node::fetch_capabilities`]), all feeding a local
 //! [directory](crate::discovery::Directory) that [`Node::find`] ranks. The
 //! wire formats are in `docs/PROTOCOL.md`.
+//!
+//! Two nodes in one process, one streaming its reply word by word (as a
+//! model streams tokens), the other reading the chunks as they come:
+//!
+//! ```
+//! use ecco::node::{Answer, Config, Node, Request};
+//! use ecco::{CapabilityType, Identity};
+//! use futures::StreamExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (writer, mut inbox) = Node::spawn(&Identity::generate(), Config::memory()).await?;
+//! tokio::spawn(async move {
+//!     while let Some(inbound) = inbox.recv().await {
+//!         let mut sink = inbound.stream();
+//!         for word in ["once", "upon", "a", "time"] {
+//!             if sink.send(Answer::new(word.into())).await.is_err() {
+//!                 break; // the requester went away
+//!             }
+//!         }
+//!         sink.end().await;
+//!     }
+//! });
+//!
+//! let (reader, _) = Node::spawn(&Identity::generate(), Config::memory()).await?;
+//! let writer_id = reader.dial(writer.listen_addrs().await?.remove(0)).await?;
+//! let request = Request::new(CapabilityType::new("llm/chat")?, "tell me a story".into());
+//! let mut chunks = reader.request_stream(writer_id, request).await?;
+//! let mut story = Vec::new();
+//! while let Some(chunk) = chunks.next().await {
+//!     story.push(chunk?.result);
+//! }
+//! assert_eq!(story, ["once", "upon", "a", "time"]);
+//! # Ok(())
+//! # }
+//! ```
 
 mod behaviour;
 mod codec;
