@@ -123,6 +123,16 @@ async fn a_peer_that_does_not_identify_is_no_member() {
     driven.abort();
 }
 
+/// A failed handshake is told in one line, by its innermost cause, not by
+/// libp2p's nested texts of every layer.
+fn assert_concise(reason: &str) {
+    assert!(reason.starts_with("the handshake failed"), "{reason}");
+    assert!(
+        !reason.contains('\n') && !reason.contains("Multiple dial errors"),
+        "{reason}"
+    );
+}
+
 #[tokio::test]
 async fn a_wrong_swarm_key_is_named_as_the_likely_cause() {
     for base in [Config::loopback(), Config::memory()] {
@@ -130,6 +140,7 @@ async fn a_wrong_swarm_key_is_named_as_the_likely_cause() {
         let client = node(base, "ecco", Some(generate_swarm_key())).await;
         for reason in failures(&client, &address(&server).await).await {
             assert!(reason.ends_with(SAME_KEY), "{reason}");
+            assert_concise(&reason);
         }
     }
 }
@@ -143,9 +154,11 @@ async fn a_missing_swarm_key_is_named_as_the_likely_cause() {
         // The node without the key dials the private one, and the other way.
         for reason in failures(&public, &address(&private).await).await {
             assert!(reason.ends_with(NEEDS_KEY), "{reason}");
+            assert_concise(&reason);
         }
         for reason in failures(&private, &address(&public).await).await {
             assert!(reason.ends_with(SAME_KEY), "{reason}");
+            assert_concise(&reason);
         }
     }
 }

@@ -187,31 +187,54 @@ impl EventLoop {
     /// or timed out: pnet garbles the stream under a wrong key, so libp2p
     /// cannot tell a key mismatch from a broken peer.
     fn explain(&self, error: &DialError) -> String {
-        if !handshake_failed(error) {
+        let Some(cause) = handshake_failure(error) else {
             return error.to_string();
-        }
+        };
+        // libp2p nests a transport's errors in each other's texts; the
+        // innermost says what went wrong, the rest only where.
+        tracing::debug!(%error, "dial failed in the handshake");
         let hint = if self.private {
             "a private mesh: does that peer use the same swarm key?"
         } else {
             "if that peer runs a private mesh, this node needs its swarm key"
         };
-        format!("{error} ({hint})")
+        if cause.eq_ignore_ascii_case("handshake failed") {
+            format!("the handshake failed ({hint})")
+        } else {
+            format!("the handshake failed: {cause} ({hint})")
+        }
     }
 }
 
-/// Whether a dial reached a peer and then failed or timed out in the
-/// handshake (not on QUIC, which private meshes do not use).
-fn handshake_failed(error: &DialError) -> bool {
+/// When a dial reached a peer and then failed or timed out in the handshake
+/// (not on QUIC, which private meshes do not use): the innermost cause, as
+/// libp2p words it.
+fn handshake_failure(error: &DialError) -> Option<String> {
     let DialError::Transport(errors) = error else {
-        return false;
+        return None;
     };
-    errors.iter().any(|(addr, e)| match e {
+    errors.iter().find_map(|(addr, e)| match e {
         TransportError::Other(e) if !is_quic(addr) => {
             let text = e.to_string();
-            HANDSHAKE_FAILED.iter().any(|f| text.contains(f))
+            HANDSHAKE_FAILED
+                .iter()
+                .any(|f| text.contains(f))
+                .then(|| innermost(&text).to_owned())
         }
-        _ => false,
+        _ => None,
     })
+}
+
+/// The last of the `:`-separated causes in a nested error text, such as
+/// "Maximum frame length exceeded" in "Multiple dial errors occurred:\n -
+/// Handshake failed: Handshake failed: Maximum frame length exceeded" (a
+/// list item's dash dropped; a part too short to say anything, as from an
+/// IPv6 address, skipped).
+fn innermost(text: &str) -> &str {
+    text.rsplit(':')
+        .map(|cause| cause.trim().trim_start_matches('-').trim_start())
+        .find(|cause| cause.len() > 2)
+        .unwrap_or(text.trim())
 }
 
 /// The peer an address names with a trailing `/p2p/<id>`, if any.
@@ -219,5 +242,28 @@ fn dialled_peer(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {
         Some(libp2p::multiaddr::Protocol::P2p(peer)) => Some(peer),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::innermost;
+
+    #[test]
+    fn the_innermost_cause_is_the_last() {
+        let nested = "Multiple dial errors occurred:\n - Handshake failed: Multiple dial \
+                      errors occurred:\n - Handshake failed: Handshake failed: Maximum frame \
+                      length exceeded";
+        assert_eq!(innermost(nested), "Maximum frame length exceeded");
+        assert_eq!(
+            innermost("Timeout has been reached"),
+            "Timeout has been reached"
+        );
+        assert_eq!(innermost("Handshake failed: "), "Handshake failed");
+        assert_eq!(
+            innermost("Multiple dial errors occurred:\n - Handshake failed"),
+            "Handshake failed"
+        );
+        assert_eq!(innermost("no route to ::1"), "no route to");
     }
 }
