@@ -363,3 +363,52 @@ async fn a_nodes_own_records_do_not_crowd_out_others() {
         "another peer's record must be stored beside the node's own"
     );
 }
+
+/// A lookup does not fetch again a provider its directory holds (kept
+/// current by announcements): that would cost a round trip per provider
+/// on every lookup for the same document.
+#[tokio::test]
+async fn a_lookup_does_not_fetch_again_a_provider_it_knows() {
+    // Without announcements, so that only fetches change the directory.
+    let (provider, _) = Node::spawn(&Identity::generate(), dht_only())
+        .await
+        .unwrap();
+    let mut published = provider.subscribe();
+    provider
+        .set_capabilities(caps(&["translate/text babel@1.0.0 +legal"]))
+        .await
+        .unwrap();
+    let mut config = dht_only();
+    config.bootstrap = vec![full_addr(&provider).await];
+    let (seeker, _) = Node::spawn(&Identity::generate(), config).await.unwrap();
+    wait_for(&mut published, |e| {
+        matches!(e, Event::PublishedToDht { .. }).then_some(())
+    })
+    .await;
+    let before = seeker
+        .fetch_capabilities(provider.peer_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.source, Source::Fetch);
+    // Past the second within which a provider answers fetches with the
+    // announcement it last signed: a fetch now would bring a newer one.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let found = seeker
+        .lookup(&"translate/text +legal".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    let after = seeker
+        .directory()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.peer == provider.peer_id())
+        .unwrap();
+    assert_eq!(
+        (after.seq, after.source, after.last_seen_ms),
+        (before.seq, before.source, before.last_seen_ms),
+        "fetched again"
+    );
+}

@@ -200,6 +200,13 @@ impl EventLoop {
             if let Some(lookup) = self.dht.lookups.get_mut(&id) {
                 lookup.candidates.push((peer, rx));
             }
+            // Known already, and kept current by its announcements and its
+            // TTL: a fetch would bring the same document, one round trip
+            // per provider later.
+            if let Some(entry) = self.gossip.directory.get(&peer) {
+                let _ = tx.send(Ok(Some(entry.clone())));
+                continue;
+            }
             // A provider record stored here carries the provider's addresses;
             // the query's own addresses are used by the dial too.
             let addrs: Vec<Multiaddr> = self
