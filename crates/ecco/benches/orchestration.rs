@@ -9,7 +9,8 @@
 //! `join_all`, and, since a majority vote stops once a majority agrees, until
 //! a majority has answered. To show where the time goes, the same run also
 //! times the pipeline's steps on their own (the directory round trip,
-//! `Agent::ranked`, selection and aggregation in process, `Memory::save`)
+//! `Agent::ranked`, a DHT lookup, selection and aggregation in process,
+//! `Memory::save`)
 //! and the pipeline of a client with a data directory, which saves
 //! `performance.json` in the background at most once a second.
 //!
@@ -190,6 +191,9 @@ struct Samples {
     directory: Vec<f64>,
     /// `Agent::ranked` alone: the directory, turned into offers and ranked.
     ranked: Vec<f64>,
+    /// `Node::lookup` alone: a DHT walk for the query, which a `select(all)`
+    /// query waits for unless the same query looked up lately.
+    lookup: Vec<f64>,
     /// Selection and aggregation of N answers, in process, as `send` does them.
     cpu: Vec<f64>,
     /// `Memory::save` of a memory of the N agents: what a client with a data
@@ -216,6 +220,7 @@ struct Figures {
     disk_overhead: Stat,
     directory: Stat,
     ranked: Stat,
+    lookup: Stat,
     cpu: Stat,
     save: Stat,
 }
@@ -240,6 +245,7 @@ impl Figures {
             disk_overhead: Stat::of(&s.disk_overhead),
             directory: Stat::of(&s.directory),
             ranked: Stat::of(&s.ranked),
+            lookup: Stat::of(&s.lookup),
             cpu: Stat::of(&s.cpu),
             save: Stat::of(&s.save),
         }
@@ -267,6 +273,7 @@ impl Figures {
             disk_overhead: s(|f| f.disk_overhead.p50, |f| f.disk_overhead.p99),
             directory: s(|f| f.directory.p50, |f| f.directory.p99),
             ranked: s(|f| f.ranked.p50, |f| f.ranked.p99),
+            lookup: s(|f| f.lookup.p50, |f| f.lookup.p99),
             cpu: s(|f| f.cpu.p50, |f| f.cpu.p99),
             save: s(|f| f.save.p50, |f| f.save.p99),
         }
@@ -388,7 +395,13 @@ async fn pipeline(client: &Agent, query: &Query) -> Result<(f64, f64, usize, f64
     Ok((
         answered.elapsed_ms,
         slowest,
-        answered.consensus.agents.len(),
+        // Those the decided vote cancelled are listed without a latency.
+        answered
+            .consensus
+            .agents
+            .iter()
+            .filter(|a| a.latency_ms.is_some())
+            .count(),
         wall,
     ))
 }
@@ -532,6 +545,9 @@ async fn step(
             let started = Instant::now();
             let rankings = mesh.client.ranked(&mesh.query).await?;
             samples.ranked.push(ms(started.elapsed()));
+            let started = Instant::now();
+            black_box(node.lookup(&mesh.query).await?);
+            samples.lookup.push(ms(started.elapsed()));
             samples
                 .cpu
                 .push(selection_and_aggregation(&rankings, &mesh.query, selector)?);
@@ -669,6 +685,10 @@ fn print_table(m: &[Figures; 2], rounds: usize) {
     row(
         "`Agent::ranked` (directory, offers, matcher): discovery's cost",
         |f| f.ranked,
+    );
+    row(
+        "`Node::lookup`: a DHT walk (a `select(all)` query's first, then once per 30 s)",
+        |f| f.lookup,
     );
     row("selection + majority vote in process", |f| f.cpu);
     row(

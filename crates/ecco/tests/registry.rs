@@ -54,6 +54,16 @@ async fn registered(heartbeat: Duration) -> (ecco_registry::Running, Client, Age
     (registry, reader, provider)
 }
 
+/// A client that knows no peer: only the registry can introduce them.
+async fn registry_client(registry: &ecco_registry::Running) -> Agent {
+    Agent::builder()
+        .config(isolated())
+        .registry(registry.url())
+        .spawn()
+        .await
+        .unwrap()
+}
+
 /// Polls `check` until it holds or `WAIT` passes.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -85,12 +95,7 @@ async fn an_agent_registers_heartbeats_and_is_found_and_rated_through_the_regist
     .await;
 
     // The client knows no peer: only the registry can introduce the provider.
-    let client = Agent::builder()
-        .config(isolated())
-        .registry(registry.url())
-        .spawn()
-        .await
-        .unwrap();
+    let client = registry_client(&registry).await;
     let answered = client
         .query("geo/capital".parse::<Query>().unwrap())
         .select(Selection::TopN(NonZeroUsize::MIN))
@@ -216,4 +221,49 @@ async fn a_bad_registry_root_certificate_stops_the_builder_with_a_clear_error() 
         Err(other) => panic!("expected InvalidCertificate, got {other}"),
         Ok(_) => panic!("an agent spawned with an unusable root certificate"),
     }
+}
+
+/// Registry searches answered so far (`GET /v1/agents`).
+fn searches(registry: &ecco_registry::Running) -> u64 {
+    registry
+        .app()
+        .metrics()
+        .render()
+        .lines()
+        .filter(|l| l.contains("http_requests_total{"))
+        .filter(|l| l.contains("method=\"GET\"") && l.contains("route=\"/v1/agents\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A query that asks every agent (`select(all)`) waits for the lookups (the
+/// registry search, the DHT walk); the same query again soon after reuses
+/// them instead: what they found is in the directory.
+#[tokio::test]
+async fn a_repeated_query_reuses_its_recent_lookup() {
+    let (registry, _reader, provider) = registered(Duration::from_secs(60)).await;
+    let client = registry_client(&registry).await;
+    for _ in 0..3 {
+        let answered = client
+            .query("geo/capital".parse::<Query>().unwrap())
+            .select(Selection::All)
+            .discovery_wait(WAIT)
+            .send(json!({"country": "France"}))
+            .await
+            .unwrap();
+        assert_eq!(answered.asked, [provider.peer_id()]);
+    }
+    assert_eq!(searches(&registry), 1, "searched again");
+    // Another query is another lookup.
+    client
+        .query("geo/*".parse::<Query>().unwrap())
+        .select(Selection::All)
+        .discovery_wait(WAIT)
+        .send(json!({"country": "France"}))
+        .await
+        .unwrap();
+    assert_eq!(searches(&registry), 2);
+    client.shutdown().await;
+    provider.shutdown().await;
+    registry.shutdown().await;
 }

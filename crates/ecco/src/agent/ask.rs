@@ -178,7 +178,10 @@ impl Ask {
     /// [`candidates`](Self::candidates)) are known, or, with the DHT or a
     /// registry, once their lookup is over and `min_agents` are known: the
     /// lookup asked the mesh for every provider, so fewer agents than
-    /// `top-n` wants do not make a query sit out the whole wait.
+    /// `top-n` wants do not make a query sit out the whole wait. A lookup
+    /// of the same query that finished within the last 30 s stands for a
+    /// new one: what it found is in the directory, kept current by
+    /// announcements.
     pub fn discovery_wait(mut self, wait: Duration) -> Self {
         self.discovery = wait;
         self

@@ -33,13 +33,14 @@
 
 mod ask;
 mod handler;
+mod lookups;
 pub mod memory;
 mod negotiate;
 mod registry;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ecco_core::matcher::Explanation;
 use ecco_core::{Capability, Matcher, Performance, Query, Selector};
@@ -54,6 +55,7 @@ pub use negotiate::{Negotiation, NegotiationError};
 use crate::node::{Config, Event, Node, NodeError};
 use crate::{Identity, PeerId, agent_id};
 use handler::Handlers;
+use lookups::Lookups;
 use memory::Memory;
 
 /// How long `shutdown` waits for cancelled handler calls to end.
@@ -313,6 +315,7 @@ impl Builder {
                 matcher: Matcher::default(),
                 registry,
                 dht,
+                lookups: Mutex::default(),
                 serving: Mutex::new(Some(serving)),
             }),
         })
@@ -335,12 +338,12 @@ struct Inner {
     matcher: Matcher,
     registry: Option<registry::Link>,
     dht: bool,
+    /// Recent DHT lookups and registry searches, by query.
+    lookups: Mutex<Lookups>,
     /// The task serving requests; it ends once the node stops.
     serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Locks a mutex that no code path can poison in a harmful way: every
-/// critical section only reads or replaces plain data.
 /// How many distinct peers `ranked` holds offers of.
 fn peers(ranked: &[Ranked]) -> usize {
     ranked
@@ -350,6 +353,8 @@ fn peers(ranked: &[Ranked]) -> usize {
         .len()
 }
 
+/// Locks a mutex that no code path can poison in a harmful way: every
+/// critical section only reads or replaces plain data.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -559,11 +564,27 @@ impl Agent {
             futures::join!(dht_lookup, self.search_registry(query, hits));
         };
         tokio::pin!(lookup);
-        let mut looked_up = false;
+        // A lookup of the same query that finished lately stands for this
+        // one: what it found is in the directory.
+        let key = query.to_string();
+        let mut looked_up =
+            lookup_asks && lock(&self.inner.lookups).is_recent(&key, Instant::now());
+        let done = |found: usize, looked_up: bool| {
+            (found >= want && (looked_up || !finish_lookup))
+                || (looked_up && lookup_asks && found >= enough.max(1))
+        };
+        if done(peers(&ranked), looked_up) {
+            return Ok(ranked);
+        }
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
-                () = &mut lookup, if !looked_up => looked_up = true,
+                () = &mut lookup, if !looked_up => {
+                    looked_up = true;
+                    if lookup_asks {
+                        lock(&self.inner.lookups).finished(key.clone(), Instant::now());
+                    }
+                }
                 event = events.recv() => match event {
                     Ok(Event::CapabilitiesLearned(_))
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -572,10 +593,7 @@ impl Agent {
                 },
             }
             let ranked = self.ranked(query).await?;
-            let found = peers(&ranked);
-            if (found >= want && (looked_up || !finish_lookup))
-                || (looked_up && lookup_asks && found >= enough.max(1))
-            {
+            if done(peers(&ranked), looked_up) {
                 return Ok(ranked);
             }
         }
