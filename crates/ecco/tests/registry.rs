@@ -267,3 +267,34 @@ async fn a_repeated_query_reuses_its_recent_lookup() {
     provider.shutdown().await;
     registry.shutdown().await;
 }
+
+/// A recent lookup does not stand for a new one while too few agents are
+/// known: a query that needs more looks again and finds those that came
+/// since.
+#[tokio::test]
+async fn a_query_short_of_agents_looks_up_again() {
+    let (registry, reader, first) = registered(Duration::from_secs(60)).await;
+    let client = registry_client(&registry).await;
+    let ask = |min_agents: usize| {
+        client
+            .query("geo/capital".parse::<Query>().unwrap())
+            .select(Selection::All)
+            .min_agents(min_agents)
+            .discovery_wait(Duration::from_secs(3))
+            .send(json!({"country": "France"}))
+    };
+    assert_eq!(ask(1).await.unwrap().asked, [first.peer_id()]);
+    let second = provider(&registry.url(), Duration::from_secs(60)).await;
+    let id = second.peer_id();
+    eventually("the second registration", || async {
+        reader.agent(&id).await.is_ok()
+    })
+    .await;
+    let answered = ask(2).await.unwrap();
+    assert_eq!(answered.asked.len(), 2, "{:?}", answered.asked);
+    assert_eq!(searches(&registry), 2);
+    for agent in [client, first, second] {
+        agent.shutdown().await;
+    }
+    registry.shutdown().await;
+}

@@ -180,8 +180,8 @@ impl Ask {
     /// lookup asked the mesh for every provider, so fewer agents than
     /// `top-n` wants do not make a query sit out the whole wait. A lookup
     /// of the same query that finished within the last 30 s stands for a
-    /// new one: what it found is in the directory, kept current by
-    /// announcements.
+    /// new one (what it found is in the directory, kept current by
+    /// announcements) unless fewer than `min_agents` are known.
     pub fn discovery_wait(mut self, wait: Duration) -> Self {
         self.discovery = wait;
         self

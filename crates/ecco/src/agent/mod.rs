@@ -565,10 +565,12 @@ impl Agent {
         };
         tokio::pin!(lookup);
         // A lookup of the same query that finished lately stands for this
-        // one: what it found is in the directory.
+        // one (what it found is in the directory), unless too few agents
+        // are known: then a new one may find those that came since.
         let key = query.to_string();
-        let mut looked_up =
-            lookup_asks && lock(&self.inner.lookups).is_recent(&key, Instant::now());
+        let mut looked_up = lookup_asks
+            && peers(&ranked) >= enough.max(1)
+            && lock(&self.inner.lookups).is_recent(&key, Instant::now());
         let done = |found: usize, looked_up: bool| {
             (found >= want && (looked_up || !finish_lookup))
                 || (looked_up && lookup_asks && found >= enough.max(1))
