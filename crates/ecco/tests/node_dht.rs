@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{WAIT, caps, wait_for};
-use ecco::discovery::{Source, dht};
+use ecco::discovery::{Entry, Source, dht};
 use ecco::node::{Config, Event, Node};
 use ecco::{Identity, PeerId};
 use futures::StreamExt;
@@ -22,6 +22,15 @@ fn dht_only() -> Config {
     let mut config = Config::memory();
     config.discovery.announcements = false;
     config
+}
+
+/// What `node`'s directory holds of `peer`.
+async fn entry_of(node: &Node, peer: PeerId) -> Option<Entry> {
+    node.directory()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.peer == peer)
 }
 
 async fn full_addr(node: &Node) -> Multiaddr {
@@ -70,13 +79,7 @@ async fn a_capability_is_found_through_the_dht_alone_across_a_chain() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].peer, provider.peer_id());
     assert_eq!(found[0].capability.name(), "babel");
-    let entry = seeker
-        .directory()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|e| e.peer == provider.peer_id())
-        .unwrap();
+    let entry = entry_of(&seeker, provider.peer_id()).await.unwrap();
     assert_eq!(entry.source, Source::Dht);
     assert_eq!(
         entry.capabilities.len(),
@@ -399,13 +402,7 @@ async fn a_lookup_does_not_fetch_again_a_provider_it_knows() {
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    let after = seeker
-        .directory()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|e| e.peer == provider.peer_id())
-        .unwrap();
+    let after = entry_of(&seeker, provider.peer_id()).await.unwrap();
     assert_eq!(
         (after.seq, after.source, after.last_seen_ms),
         (before.seq, before.source, before.last_seen_ms),

@@ -568,14 +568,15 @@ impl Agent {
         // one (what it found is in the directory), unless too few agents
         // are known: then a new one may find those that came since.
         let key = query.to_string();
+        let found = peers(&ranked);
         let mut looked_up = lookup_asks
-            && peers(&ranked) >= enough.max(1)
+            && found >= enough.max(1)
             && lock(&self.inner.lookups).is_recent(&key, Instant::now());
         let done = |found: usize, looked_up: bool| {
             (found >= want && (looked_up || !finish_lookup))
                 || (looked_up && lookup_asks && found >= enough.max(1))
         };
-        if done(peers(&ranked), looked_up) {
+        if done(found, looked_up) {
             return Ok(ranked);
         }
         loop {
