@@ -5,6 +5,9 @@
 //! machine's own interfaces: every interface involved lives in a namespace
 //! the test made and deletes. A second test cuts the routes between two
 //! nodes for their first 2 s: they must still connect, by dialling again.
+//! A third puts two nodes of different private meshes on one LAN: each
+//! dials the other once, is refused in the handshake, and does not dial
+//! again.
 //!
 //! The test re-runs its own binary inside each namespace (`ip netns exec`)
 //! to run the ignored `mdns_child` test as one node. Without the privileges
@@ -29,6 +32,8 @@ const NODES: usize = 3;
 /// How many nodes the child's LAN has (`NODES` unless set).
 const NODES_ENV: &str = "ECCO_MDNS_NODES";
 const INDEX_ENV: &str = "ECCO_MDNS_INDEX";
+/// Which test the child is a node of (the LAN's name).
+const SCENARIO_ENV: &str = "ECCO_MDNS_SCENARIO";
 /// Set to print every node's log even when the test passes.
 const SHOW_LOGS_ENV: &str = "ECCO_MDNS_SHOW_LOGS";
 /// Running time the parent waits for every node (each runs in about 0.3 s).
@@ -201,6 +206,16 @@ fn peers_found_by_mdns_are_dialled_again() {
     run_lan("redial", 2, true);
 }
 
+/// Two nodes of different private meshes (each its own swarm key) on one
+/// LAN: mDNS finds each for the other, the handshake fails, and neither
+/// dials the other again, which only its swarm key would change (each
+/// dialled the other five times over 15 s before). Each node counts its own
+/// TCP connection attempts: its namespace's `ActiveOpens`.
+#[test]
+fn a_peer_of_another_private_mesh_is_dialled_once() {
+    run_lan("foreign", 2, false);
+}
+
 /// Runs `nodes` nodes on a LAN of namespaces until each has found, learned
 /// and asked every other; with `cut`, nodes 0 and 1 have no route to each
 /// other for their first 2 s.
@@ -242,6 +257,7 @@ fn run_lan(name: &str, nodes: usize, cut: bool) {
             ])
             .env(INDEX_ENV, i.to_string())
             .env(NODES_ENV, nodes.to_string())
+            .env(SCENARIO_ENV, name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -318,6 +334,7 @@ async fn mdns_child() {
     use std::collections::BTreeSet;
 
     let index: usize = std::env::var(INDEX_ENV).unwrap().parse().unwrap();
+    let foreign = std::env::var(SCENARIO_ENV).as_deref() == Ok("foreign");
     let nodes: usize = std::env::var(NODES_ENV).map_or(NODES, |n| n.parse().unwrap());
     // Debug logs go to stderr, which the parent prints if the test fails.
     tracing_subscriber::fmt()
@@ -330,6 +347,8 @@ async fn mdns_child() {
     // All interfaces of this namespace; mDNS on, and no bootstrap peer.
     let config = Config {
         listen: vec!["/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>().unwrap()],
+        // Each node its own private mesh.
+        swarm_key: foreign.then(ecco::node::generate_swarm_key),
         ..Config::default()
     };
     assert!(config.discovery.mdns, "mDNS is on by default");
@@ -346,64 +365,95 @@ async fn mdns_child() {
         }
     });
 
-    let mut work = Box::pin(async {
-        // mDNS must find both others; their capabilities follow.
-        let mut discovered = BTreeSet::new();
-        while discovered.len() < nodes - 1 {
-            if let Ok(Event::PeerDiscovered(peer)) = events.recv().await {
-                discovered.insert(peer);
-            }
-        }
-        println!("discovered {discovered:?} after {:?}", started.elapsed());
-        // Each with its address on the LAN: announcements signed before a
-        // node found its interfaces list only its loopback address, and are
-        // replaced at once when it finds them.
-        let on_lan = |e: &ecco::discovery::Entry| {
-            !e.addrs.is_empty()
-                && !e
-                    .addrs
-                    .iter()
-                    .any(|a| a.to_string().starts_with("/ip4/127."))
-        };
-        loop {
-            let dir = node.directory().await.unwrap();
-            let known: BTreeSet<_> = dir.iter().filter(|e| on_lan(e)).map(|e| e.peer).collect();
-            if discovered.iter().all(|p| known.contains(p)) {
-                break;
-            }
-            let _ = events.recv().await;
-        }
-        println!(
-            "learned their capabilities and addresses after {:?}",
-            started.elapsed()
-        );
-        for entry in node.directory().await.unwrap() {
-            let kind = entry.capabilities[0].kind().clone();
-            let request = Request::new(
-                CapabilityType::new(kind.as_str()).unwrap(),
-                serde_json::json!(index),
-            );
-            let answer = node.request(entry.peer, request).await.unwrap();
-            assert_eq!(answer.result["echo"], serde_json::json!(index));
+    let mut work: std::pin::Pin<Box<dyn Future<Output = Result<(), String>>>> = if foreign {
+        Box::pin(async {
+            while !matches!(events.recv().await, Ok(Event::PeerDiscovered(_))) {}
+            // Time enough for the first dial to fail in its handshake, not
+            // for a second (it came after 1 s, then 2 s more).
+            run_for(Duration::from_millis(500)).await;
+            let first = active_opens();
+            run_for(Duration::from_secs(4)).await;
+            let later = active_opens();
             println!(
-                "{} answered after {:?} (addresses {:?})",
-                entry.peer,
-                started.elapsed(),
-                entry.addrs
+                "TCP connection attempts: {first} 0.5 s after mDNS found the other, {later} 4 s later"
             );
-        }
-    });
+            let connected = node.connected_peers().await.unwrap();
+            let known = node.directory().await.unwrap().len();
+            if first == 0 {
+                Err("mDNS found the other node, which was not dialled".to_owned())
+            } else if later != first {
+                Err(format!(
+                    "dialled again: {first} connection attempts, then {later}"
+                ))
+            } else if !connected.is_empty() || known > 0 {
+                Err(format!(
+                    "connected to {connected:?}; capabilities of {known} peers"
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    } else {
+        Box::pin(async {
+            // mDNS must find both others; their capabilities follow.
+            let mut discovered = BTreeSet::new();
+            while discovered.len() < nodes - 1 {
+                if let Ok(Event::PeerDiscovered(peer)) = events.recv().await {
+                    discovered.insert(peer);
+                }
+            }
+            println!("discovered {discovered:?} after {:?}", started.elapsed());
+            // Each with its address on the LAN: announcements signed before a
+            // node found its interfaces list only its loopback address, and are
+            // replaced at once when it finds them.
+            let on_lan = |e: &ecco::discovery::Entry| {
+                !e.addrs.is_empty()
+                    && !e
+                        .addrs
+                        .iter()
+                        .any(|a| a.to_string().starts_with("/ip4/127."))
+            };
+            loop {
+                let dir = node.directory().await.unwrap();
+                let known: BTreeSet<_> = dir.iter().filter(|e| on_lan(e)).map(|e| e.peer).collect();
+                if discovered.iter().all(|p| known.contains(p)) {
+                    break;
+                }
+                let _ = events.recv().await;
+            }
+            println!(
+                "learned their capabilities and addresses after {:?}",
+                started.elapsed()
+            );
+            for entry in node.directory().await.unwrap() {
+                let kind = entry.capabilities[0].kind().clone();
+                let request = Request::new(
+                    CapabilityType::new(kind.as_str()).unwrap(),
+                    serde_json::json!(index),
+                );
+                let answer = node.request(entry.peer, request).await.unwrap();
+                assert_eq!(answer.result["echo"], serde_json::json!(index));
+                println!(
+                    "{} answered after {:?} (addresses {:?})",
+                    entry.peer,
+                    started.elapsed(),
+                    entry.addrs
+                );
+            }
+            Ok(())
+        })
+    };
     // A time limit in running time, not a timer: see `RunningClock`.
     let mut clock = RunningClock::start();
     let mut tick = tokio::time::interval(STEP);
     let finished = loop {
         tokio::select! {
-            () = &mut work => break true,
-            _ = tick.tick() => if clock.advance() >= CHILD_WAIT { break false },
+            result = &mut work => break Some(result),
+            _ = tick.tick() => if clock.advance() >= CHILD_WAIT { break None },
         }
     };
     drop(work);
-    if !finished {
+    if finished.is_none() {
         // What the node knew when its time ran out.
         println!("connected to {:?}", node.connected_peers().await);
         let known: Vec<_> = node
@@ -415,7 +465,11 @@ async fn mdns_child() {
             .collect();
         println!("capabilities known of {known:?}");
     }
-    println!("RESULT {}", if finished { "ok" } else { "timeout" });
+    match finished {
+        Some(Ok(())) => println!("RESULT ok"),
+        Some(Err(failure)) => println!("RESULT {failure}"),
+        None => println!("RESULT timeout"),
+    }
     // Keep serving the others until the parent says stop (or goes away).
     let _ = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
@@ -423,4 +477,26 @@ async fn mdns_child() {
     })
     .await;
     node.shutdown().await;
+}
+
+/// Waits `span` of running time (see [`RunningClock`]).
+async fn run_for(span: Duration) {
+    let mut clock = RunningClock::start();
+    let mut tick = tokio::time::interval(STEP);
+    while clock.advance() < span {
+        tick.tick().await;
+    }
+}
+
+/// TCP connections this network namespace has opened (`ActiveOpens` in
+/// `/proc/net/snmp`, which counts every `connect`, failed or not).
+fn active_opens() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ActiveOpens")
+        .unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
 }

@@ -39,8 +39,10 @@ const HANDSHAKE_FAILED: [&str; 4] = [
     "Handshake failed",
     "Handshake error",
     "Multistream select failed",
-    "Timeout has been reached",
+    TIMED_OUT,
 ];
+/// The one of [`HANDSHAKE_FAILED`] that says the handshake ran out of time.
+const TIMED_OUT: &str = "Timeout has been reached";
 
 impl EventLoop {
     pub(super) fn dial(&mut self, addr: Multiaddr, member: bool, reply: DialReply) {
@@ -213,16 +215,41 @@ fn handshake_failure(error: &DialError) -> Option<String> {
     let DialError::Transport(errors) = error else {
         return None;
     };
-    errors.iter().find_map(|(addr, e)| match e {
+    errors
+        .iter()
+        .find_map(|(addr, e)| handshake_text(addr, e))
+        .map(|text| innermost(&text).to_owned())
+}
+
+/// Whether dialling the peer of a failed dial again is pointless: it was
+/// reached and then failed the handshake in time (as a peer of another
+/// private mesh does: the stream is garbled both ways), or it answered as
+/// another peer. Only time changes that, and mDNS reports the peer again
+/// when it changes.
+pub(super) fn refused(error: &DialError) -> bool {
+    match error {
+        DialError::WrongPeerId { .. } => true,
+        DialError::Transport(errors) => errors
+            .iter()
+            .filter_map(|(addr, e)| handshake_text(addr, e))
+            .any(|text| !text.contains(TIMED_OUT)),
+        _ => false,
+    }
+}
+
+/// The text of an address's error if it is a handshake failure or
+/// timeout (not on QUIC, which private meshes do not use).
+fn handshake_text(addr: &Multiaddr, error: &TransportError<std::io::Error>) -> Option<String> {
+    match error {
         TransportError::Other(e) if !is_quic(addr) => {
             let text = e.to_string();
             HANDSHAKE_FAILED
                 .iter()
                 .any(|f| text.contains(f))
-                .then(|| innermost(&text).to_owned())
+                .then_some(text)
         }
         _ => None,
-    })
+    }
 }
 
 /// The last of the `:`-separated causes in a nested error text, such as
@@ -247,7 +274,61 @@ fn dialled_peer(addr: &Multiaddr) -> Option<PeerId> {
 
 #[cfg(test)]
 mod tests {
-    use super::innermost;
+    use super::*;
+
+    fn failed(texts: &[(&str, Option<&str>)]) -> DialError {
+        DialError::Transport(
+            texts
+                .iter()
+                .map(|(addr, text)| {
+                    let addr: Multiaddr = addr.parse().unwrap();
+                    let error = match text {
+                        Some(text) => TransportError::Other(std::io::Error::other(*text)),
+                        None => TransportError::MultiaddrNotSupported(addr.clone()),
+                    };
+                    (addr, error)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn only_a_handshake_that_failed_in_time_is_a_refusal() {
+        let tcp = "/ip4/10.0.0.1/tcp/4001";
+        let quic = "/ip4/10.0.0.1/udp/4001/quic-v1";
+        let garbled = "Handshake failed: Handshake failed: Maximum frame length exceeded";
+        let refusals = [
+            failed(&[(tcp, Some(garbled))]),
+            failed(&[(tcp, Some("Multistream select failed"))]),
+            // One address reached the peer; another did not answer.
+            failed(&[
+                (
+                    "/ip4/10.0.0.2/tcp/4001",
+                    Some("Connection refused (os error 111)"),
+                ),
+                (tcp, Some(garbled)),
+            ]),
+            DialError::WrongPeerId {
+                obtained: PeerId::random(),
+                address: tcp.parse().unwrap(),
+            },
+        ];
+        for error in &refusals {
+            assert!(refused(error), "{error}");
+        }
+        let failures = [
+            failed(&[(tcp, Some("Connection refused (os error 111)"))]),
+            failed(&[(tcp, Some("Timeout has been reached"))]),
+            failed(&[(tcp, None)]),
+            // QUIC's errors say nothing about a swarm key.
+            failed(&[(quic, Some("Handshake failed: bad certificate"))]),
+            DialError::NoAddresses,
+            DialError::Aborted,
+        ];
+        for error in &failures {
+            assert!(!refused(error), "{error}");
+        }
+    }
 
     #[test]
     fn the_innermost_cause_is_the_last() {

@@ -575,7 +575,7 @@ impl EventLoop {
                     self.fetch_unreachable(peer, &error.to_string());
                 }
                 let unconnected = peer_id.is_some_and(|p| !self.swarm.is_connected(&p));
-                self.mdns_dial_failed(connection_id, unconnected);
+                self.mdns_dial_failed(connection_id, unconnected, &error);
                 self.dial_failed(connection_id, &error);
             }
             SwarmEvent::Behaviour(event) => match event {

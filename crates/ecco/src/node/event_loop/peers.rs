@@ -5,7 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionError, ConnectionId};
+use libp2p::swarm::{ConnectionError, ConnectionId, DialError};
 use libp2p::{Multiaddr, PeerId, identify, mdns};
 
 use super::EventLoop;
@@ -204,8 +204,20 @@ impl EventLoop {
     }
 
     /// A dial failed: if it was to a peer that mDNS found and that is still
-    /// not connected, it is dialled again later (`redial`).
-    pub(super) fn mdns_dial_failed(&mut self, connection: ConnectionId, unconnected: bool) {
+    /// not connected, it is dialled again later (`redial`), unless the peer
+    /// refused the handshake.
+    pub(super) fn mdns_dial_failed(
+        &mut self,
+        connection: ConnectionId,
+        unconnected: bool,
+        error: &DialError,
+    ) {
+        if super::dial::refused(error) {
+            if let Some(peer) = self.redials.refused(connection) {
+                tracing::debug!(%peer, %error, "a peer found by mDNS refused the handshake (another private mesh?); left to mDNS");
+            }
+            return;
+        }
         let now = std::time::Instant::now();
         match self.redials.failed(connection, unconnected, now) {
             Some((peer, Some(wait))) => {

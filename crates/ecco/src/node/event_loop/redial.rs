@@ -3,8 +3,9 @@
 //! libp2p's mDNS reports a peer once, when it first hears of it, and then
 //! says nothing until the record expires minutes later: a dial that failed
 //! (a brief network fault, a peer still starting or too busy to accept)
-//! would leave a LAN neighbour unconnected all that time. Free of I/O: the
-//! time is passed in.
+//! would leave a LAN neighbour unconnected all that time. A peer that was
+//! reached and refused the handshake (another private mesh's, most likely)
+//! is not dialled again. Free of I/O: the time is passed in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -105,6 +106,16 @@ impl Redials {
         Some((peer_id, Some(wait)))
     }
 
+    /// The dial `connection` reached its peer, which refused it in the
+    /// handshake (`dial::refused`): dialling again would only be refused
+    /// again, so the peer is left to mDNS at once. Returns the peer, if the
+    /// dial was followed here.
+    pub(super) fn refused(&mut self, connection: ConnectionId) -> Option<PeerId> {
+        let peer = self.dials.remove(&connection)?;
+        self.forget(peer);
+        Some(peer)
+    }
+
     /// The peers to dial again now, with their addresses.
     pub(super) fn due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>)> {
         let mut due = Vec::new();
@@ -166,6 +177,16 @@ mod tests {
         assert_eq!(waits, [1, 2, 4, 8]);
         assert!(r.due(now + Duration::from_secs(3600)).is_empty(), "left");
         assert_eq!(r.failed(connection, true, now), None);
+    }
+
+    #[test]
+    fn a_refused_dial_is_not_tried_again() {
+        let (mut r, peer, now) = dialled_once();
+        assert_eq!(r.refused(ConnectionId::new_unchecked(1)), Some(peer));
+        assert!(r.due(now + Duration::from_secs(3600)).is_empty());
+        assert!(r.peers.is_empty() && r.dials.is_empty(), "nothing kept");
+        assert_eq!(r.refused(ConnectionId::new_unchecked(1)), None);
+        assert_eq!(r.failed(ConnectionId::new_unchecked(1), true, now), None);
     }
 
     #[test]
