@@ -224,8 +224,8 @@ fn handshake_failure(error: &DialError) -> Option<String> {
 /// Whether dialling the peer of a failed dial again is pointless: it was
 /// reached and then failed the handshake in time (as a peer of another
 /// private mesh does: the stream is garbled both ways), or it answered as
-/// another peer. Only time changes that, and mDNS reports the peer again
-/// when it changes.
+/// another peer. Only a change on the peer's side would change that, and
+/// mDNS reports the peer again when its record changes.
 pub(super) fn refused(error: &DialError) -> bool {
     match error {
         DialError::WrongPeerId { .. } => true,
