@@ -268,6 +268,53 @@ async fn a_repeated_query_reuses_its_recent_lookup() {
     registry.shutdown().await;
 }
 
+/// A query with `fresh_lookup` looks up again although the same query did
+/// lately and enough agents are known, and finds those that came since; a
+/// query without it reuses the recent lookup and does not.
+#[tokio::test]
+async fn a_fresh_lookup_finds_agents_that_came_since() {
+    let (registry, reader, first) = registered(Duration::from_secs(60)).await;
+    let client = registry_client(&registry).await;
+    let ask = |fresh: bool| {
+        let ask = client
+            .query("geo/capital".parse::<Query>().unwrap())
+            .select(Selection::All)
+            .discovery_wait(WAIT);
+        let ask = if fresh { ask.fresh_lookup() } else { ask };
+        ask.send(json!({"country": "France"}))
+    };
+    assert_eq!(ask(false).await.unwrap().asked, [first.peer_id()]);
+    let second = provider(&registry.url(), Duration::from_secs(60)).await;
+    let id = second.peer_id();
+    eventually("the second registration", || async {
+        reader.agent(&id).await.is_ok()
+    })
+    .await;
+    assert_eq!(ask(false).await.unwrap().asked, [first.peer_id()]);
+    assert_eq!(searches(&registry), 1);
+    let mut asked = ask(true).await.unwrap().asked;
+    asked.sort();
+    let mut both = vec![first.peer_id(), id];
+    both.sort();
+    assert_eq!(asked, both);
+    assert_eq!(searches(&registry), 2);
+    // Not only for `all`: a top-n query that knows enough agents waits for
+    // the lookup too.
+    client
+        .query("geo/capital".parse::<Query>().unwrap())
+        .select(Selection::TopN(NonZeroUsize::MIN))
+        .discovery_wait(WAIT)
+        .fresh_lookup()
+        .send(json!({"country": "France"}))
+        .await
+        .unwrap();
+    assert_eq!(searches(&registry), 3);
+    for agent in [client, first, second] {
+        agent.shutdown().await;
+    }
+    registry.shutdown().await;
+}
+
 /// A recent lookup does not stand for a new one while too few agents are
 /// known: a query that needs more looks again and finds those that came
 /// since.

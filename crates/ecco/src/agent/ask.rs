@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Agent, lock};
+use super::{Agent, Discovery, lock};
 use crate::node::{Answer, NodeError, Request, RequestError};
 use crate::{PeerId, agent_id};
 
@@ -87,6 +87,7 @@ pub struct Ask {
     per_agent: Option<Duration>,
     discovery: Duration,
     candidates: usize,
+    fresh_lookup: bool,
 }
 
 type Call = BoxFuture<'static, (usize, Result<Answer, RequestError>, Duration)>;
@@ -130,6 +131,7 @@ impl Ask {
             per_agent: None,
             discovery: Duration::from_secs(5),
             candidates: 0,
+            fresh_lookup: false,
         }
     }
 
@@ -181,9 +183,21 @@ impl Ask {
     /// `top-n` wants do not make a query sit out the whole wait. A lookup
     /// of the same query that finished within the last 30 s stands for a
     /// new one (what it found is in the directory, kept current by
-    /// announcements) unless fewer than `min_agents` are known.
+    /// announcements) unless fewer than `min_agents` are known, or the
+    /// query asks for a [`fresh_lookup`](Self::fresh_lookup).
     pub fn discovery_wait(mut self, wait: Duration) -> Self {
         self.discovery = wait;
+        self
+    }
+
+    /// Discovery waits for a new DHT lookup and registry search (within the
+    /// discovery wait), even when enough agents are known or the same query
+    /// looked up lately: for when agents may have come since that only a
+    /// lookup would find (those not connected to this node's mesh, which
+    /// announcements do not reach). Without the DHT and a registry there
+    /// is nothing to look up, and this changes nothing.
+    pub fn fresh_lookup(mut self) -> Self {
+        self.fresh_lookup = true;
         self
     }
 
@@ -204,17 +218,14 @@ impl Ask {
         let want = count.unwrap_or(1).max(needed).max(self.candidates);
         // `all` wants every agent there is: discovery also waits for the
         // DHT lookup and the registry search, not only for the first ones.
-        let rankings = best_per_peer(
-            self.agent
-                .discover_until(
-                    &self.query,
-                    want,
-                    needed,
-                    count.is_none(),
-                    self.discovery.min(self.timeout),
-                )
-                .await?,
-        );
+        let discovery = Discovery {
+            want,
+            enough: needed,
+            finish_lookup: count.is_none() || self.fresh_lookup,
+            reuse_lookup: !self.fresh_lookup,
+            wait: self.discovery.min(self.timeout),
+        };
+        let rankings = best_per_peer(self.agent.discover_until(&self.query, discovery).await?);
         let (chosen, mut reserve) = self.choose(&rankings)?;
 
         let mut fanout = Fanout {

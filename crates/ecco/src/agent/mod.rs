@@ -344,6 +344,22 @@ struct Inner {
     serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// What a discovery waits for: see [`Agent::discover_until`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Discovery {
+    /// Peers with a match that end the wait.
+    pub(crate) want: usize,
+    /// Peers that end it once the lookup is over.
+    pub(crate) enough: usize,
+    /// Whether the wait lasts until the lookup is over.
+    pub(crate) finish_lookup: bool,
+    /// Whether a lookup of the same query that finished lately
+    /// ([`lookups::REUSE`]) stands for a new one.
+    pub(crate) reuse_lookup: bool,
+    /// The longest wait.
+    pub(crate) wait: Duration,
+}
+
 /// How many distinct peers `ranked` holds offers of.
 fn peers(ranked: &[Ranked]) -> usize {
     ranked
@@ -525,23 +541,35 @@ impl Agent {
         want: usize,
         wait: Duration,
     ) -> Result<Vec<Ranked>, NodeError> {
-        self.discover_until(query, want, want, false, wait).await
+        let discovery = Discovery {
+            want,
+            enough: want,
+            finish_lookup: false,
+            reuse_lookup: true,
+            wait,
+        };
+        self.discover_until(query, discovery).await
     }
 
-    /// [`discover`](Self::discover), and with `finish_lookup`, not done
-    /// before the DHT lookup and the registry search are over (or `wait`
-    /// has passed) even with `want` peers known: what `all` asks for.
-    /// Once that lookup is over, `enough` peers end the wait even if fewer
-    /// than `want`: the lookup asked the mesh for every provider, so
-    /// waiting longer would mostly wait for peers that do not exist.
+    /// [`discover`](Self::discover), as `discovery` says: with
+    /// `finish_lookup`, not done before the DHT lookup and the registry
+    /// search are over (or `wait` has passed) even with `want` peers known,
+    /// as `all` asks. Once that lookup is over, `enough` peers end the wait
+    /// even if fewer than `want`: the lookup asked the mesh for every
+    /// provider, so waiting longer would mostly wait for peers that do not
+    /// exist.
     pub(crate) async fn discover_until(
         &self,
         query: &Query,
-        want: usize,
-        enough: usize,
-        finish_lookup: bool,
-        wait: Duration,
+        discovery: Discovery,
     ) -> Result<Vec<Ranked>, NodeError> {
+        let Discovery {
+            want,
+            enough,
+            finish_lookup,
+            reuse_lookup,
+            wait,
+        } = discovery;
         let mut events = self.inner.node.subscribe();
         let ranked = self.ranked(query).await?;
         if (peers(&ranked) >= want && !finish_lookup) || wait.is_zero() {
@@ -570,6 +598,7 @@ impl Agent {
         let key = query.to_string();
         let found = peers(&ranked);
         let mut looked_up = lookup_asks
+            && reuse_lookup
             && found >= enough.max(1)
             && lock(&self.inner.lookups).is_recent(&key, Instant::now());
         let done = |found: usize, looked_up: bool| {
