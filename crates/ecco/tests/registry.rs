@@ -45,13 +45,23 @@ async fn registered(heartbeat: Duration) -> (ecco_registry::Running, Client, Age
         .await
         .unwrap();
     let reader = Client::new(&registry.url(), Identity::generate()).unwrap();
+    let provider = registered_provider(&registry, &reader, heartbeat).await;
+    (registry, reader, provider)
+}
+
+/// A provider, once `reader` sees it registered.
+async fn registered_provider(
+    registry: &ecco_registry::Running,
+    reader: &Client,
+    heartbeat: Duration,
+) -> Agent {
     let provider = provider(&registry.url(), heartbeat).await;
     let id = provider.peer_id();
     eventually("the registration", || async {
         reader.agent(&id).await.is_ok()
     })
     .await;
-    (registry, reader, provider)
+    provider
 }
 
 /// A client that knows no peer: only the registry can introduce them.
@@ -284,17 +294,12 @@ async fn a_fresh_lookup_finds_agents_that_came_since() {
         ask.send(json!({"country": "France"}))
     };
     assert_eq!(ask(false).await.unwrap().asked, [first.peer_id()]);
-    let second = provider(&registry.url(), Duration::from_secs(60)).await;
-    let id = second.peer_id();
-    eventually("the second registration", || async {
-        reader.agent(&id).await.is_ok()
-    })
-    .await;
+    let second = registered_provider(&registry, &reader, Duration::from_secs(60)).await;
     assert_eq!(ask(false).await.unwrap().asked, [first.peer_id()]);
     assert_eq!(searches(&registry), 1);
     let mut asked = ask(true).await.unwrap().asked;
     asked.sort();
-    let mut both = vec![first.peer_id(), id];
+    let mut both = vec![first.peer_id(), second.peer_id()];
     both.sort();
     assert_eq!(asked, both);
     assert_eq!(searches(&registry), 2);
@@ -331,12 +336,7 @@ async fn a_query_short_of_agents_looks_up_again() {
             .send(json!({"country": "France"}))
     };
     assert_eq!(ask(1).await.unwrap().asked, [first.peer_id()]);
-    let second = provider(&registry.url(), Duration::from_secs(60)).await;
-    let id = second.peer_id();
-    eventually("the second registration", || async {
-        reader.agent(&id).await.is_ok()
-    })
-    .await;
+    let second = registered_provider(&registry, &reader, Duration::from_secs(60)).await;
     let answered = ask(2).await.unwrap();
     assert_eq!(answered.asked.len(), 2, "{:?}", answered.asked);
     assert_eq!(searches(&registry), 2);
