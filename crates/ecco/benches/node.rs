@@ -18,6 +18,8 @@
 //! by default) after a warm-up; two runs with different counts, under
 //! `valgrind --tool=callgrind`, give the instructions per round trip as the
 //! difference of their totals divided by the difference of their counts.
+//! With `ECCO_BENCH_PROFILE_IN_FLIGHT` set, the profiling run sends them with
+//! 32 in flight instead of one at a time.
 
 // A benchmark binary reports on stdout/stderr and may panic on failure.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -46,6 +48,8 @@ const QUICK_ENV: &str = "ECCO_BENCH_QUICK";
 const PROFILE_ENV: &str = "ECCO_BENCH_PROFILE";
 /// How many sequential requests the profiling run sends (default 2,000).
 const PROFILE_COUNT_ENV: &str = "ECCO_BENCH_PROFILE_COUNT";
+/// Set to send the profiling run's requests with [`IN_FLIGHT`] in flight.
+const PROFILE_IN_FLIGHT_ENV: &str = "ECCO_BENCH_PROFILE_IN_FLIGHT";
 /// Requests in flight in the pipelined runs.
 const IN_FLIGHT: usize = 32;
 /// A child process exits by itself after this long, should the parent die.
@@ -144,21 +148,32 @@ fn profile(name: &str) {
             std::process::exit(2);
         }),
     };
+    let in_flight = std::env::var_os(PROFILE_IN_FLIGHT_ENV).is_some();
+    let (sequential, pipelined) = if in_flight { (0, count) } else { (count, 0) };
     let settings = Settings {
         rounds: 1,
         warmup: 200,
-        sequential: count,
-        pipelined: 0,
+        sequential,
+        pipelined,
         learn_runs: 0,
         rss_settle: Duration::ZERO,
     };
     let figures = runtime().block_on(contender.round(&settings));
-    println!(
-        "{name}: {count} sequential requests, p50 {} p99 {} {:.0}/s",
-        us(figures.seq_p50),
-        us(figures.seq_p99),
-        figures.seq_rps
-    );
+    if in_flight {
+        println!(
+            "{name}: {count} requests, {IN_FLIGHT} in flight, p50 {} p99 {} {:.0}/s",
+            us(figures.pipe_p50),
+            us(figures.pipe_p99),
+            figures.pipe_rps
+        );
+    } else {
+        println!(
+            "{name}: {count} sequential requests, p50 {} p99 {} {:.0}/s",
+            us(figures.seq_p50),
+            us(figures.seq_p99),
+            figures.seq_rps
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
