@@ -14,7 +14,7 @@
 //! run with few samples. All traffic stays on 127.0.0.1; mDNS is never used.
 //!
 //! For a profiler, `ECCO_BENCH_PROFILE=baseline|ecco|ecco-lean` runs only that
-//! contender's sequential requests (`ECCO_BENCH_PROFILE_COUNT` of them, 2,000
+//! contender's requests (`ECCO_BENCH_PROFILE_COUNT` of them, 2,000
 //! by default) after a warm-up; two runs with different counts, under
 //! `valgrind --tool=callgrind`, give the instructions per round trip as the
 //! difference of their totals divided by the difference of their counts.
@@ -44,9 +44,10 @@ const CHILD_ENV: &str = "ECCO_BENCH_IDLE_NODE";
 /// Set to run with few samples.
 const QUICK_ENV: &str = "ECCO_BENCH_QUICK";
 /// Set to a contender (`baseline`, `ecco`, `ecco-lean`) to run only its
-/// sequential requests, once, for a profiler such as callgrind.
+/// requests (sequential, unless [`PROFILE_IN_FLIGHT_ENV`] is set), once, for
+/// a profiler such as callgrind.
 const PROFILE_ENV: &str = "ECCO_BENCH_PROFILE";
-/// How many sequential requests the profiling run sends (default 2,000).
+/// How many requests the profiling run sends (default 2,000).
 const PROFILE_COUNT_ENV: &str = "ECCO_BENCH_PROFILE_COUNT";
 /// Set to send the profiling run's requests with [`IN_FLIGHT`] in flight.
 const PROFILE_IN_FLIGHT_ENV: &str = "ECCO_BENCH_PROFILE_IN_FLIGHT";
@@ -159,21 +160,14 @@ fn profile(name: &str) {
         rss_settle: Duration::ZERO,
     };
     let figures = runtime().block_on(contender.round(&settings));
-    if in_flight {
-        println!(
-            "{name}: {count} requests, {IN_FLIGHT} in flight, p50 {} p99 {} {:.0}/s",
-            us(figures.pipe_p50),
-            us(figures.pipe_p99),
-            figures.pipe_rps
-        );
+    let (what, p50, p99, rps) = if in_flight {
+        let what = format!("{count} requests, {IN_FLIGHT} in flight");
+        (what, figures.pipe_p50, figures.pipe_p99, figures.pipe_rps)
     } else {
-        println!(
-            "{name}: {count} sequential requests, p50 {} p99 {} {:.0}/s",
-            us(figures.seq_p50),
-            us(figures.seq_p99),
-            figures.seq_rps
-        );
-    }
+        let what = format!("{count} sequential requests");
+        (what, figures.seq_p50, figures.seq_p99, figures.seq_rps)
+    };
+    println!("{name}: {what}, p50 {} p99 {} {rps:.0}/s", us(p50), us(p99));
 }
 
 // ---------------------------------------------------------------------------
