@@ -137,6 +137,8 @@ pub struct Limits {
     /// [`Node::request`](crate::node::Node::request) and
     /// [`Node::request_stream`](crate::node::Node::request_stream) fail
     /// with [`RequestError::Busy`](crate::node::RequestError::Busy).
+    /// Cancels of requests whose callers stopped waiting do not count: they
+    /// wait apart, at most one per request in flight.
     pub max_waiting_requests: usize,
     /// Most streaming requests served at once, over all peers (default 64);
     /// more are refused as busy. This node also has at most this many

@@ -6,8 +6,10 @@
 //! once than that would see some fail for no fault of the peer. The window
 //! keeps at most that many in flight per peer and queues the rest, first in
 //! first out, up to a bound over all peers. Cancels take slots too, ahead
-//! of the queue (`admit_first`). Free of I/O: the event loop sends what it
-//! is handed.
+//! of the queue (`admit_first`), and wait apart from it: they are bounded by
+//! the requests in flight, and must not fill the requests' room, or callers
+//! would be told that requests wait when none does. Free of I/O: the event
+//! loop sends what it is handed.
 //!
 //! The peer's side of the connection has the same limit, and its handler
 //! drops a stream over it unread: its limit may be lower than ours, and its
@@ -26,6 +28,8 @@ use libp2p::PeerId;
 pub(super) struct Window<T> {
     per_peer: usize,
     max_waiting: usize,
+    /// Items admitted by [`Window::admit`] waiting, over all peers; those
+    /// admitted first are not counted.
     waiting: usize,
     peers: HashMap<PeerId, Slots<T>>,
 }
@@ -35,6 +39,8 @@ struct Slots<T> {
     in_flight: usize,
     /// Most in flight to this peer: `per_peer`, or less once learned.
     cap: usize,
+    /// Items admitted first, waiting: the latest goes first.
+    firsts: Vec<T>,
     waiting: VecDeque<T>,
 }
 
@@ -77,9 +83,10 @@ impl<T> Window<T> {
         self.offer(peer, item, false)
     }
 
-    /// Offers `peer` an item that goes before every waiting one and is
-    /// never refused: a cancel, which frees the peer's work and so streams
-    /// for the rest. Its caller bounds how many there are.
+    /// Offers `peer` an item that goes before every waiting one, is never
+    /// refused and takes no room from the others: a cancel, which frees the
+    /// peer's work and so streams for the rest. Its caller bounds how many
+    /// there are.
     pub(super) fn admit_first(&mut self, peer: PeerId, item: T) -> Admit<T> {
         self.offer(peer, item, true)
     }
@@ -89,14 +96,14 @@ impl<T> Window<T> {
         let slots = self.peers.entry(peer).or_insert_with(|| Slots {
             in_flight: 0,
             cap: per_peer,
+            firsts: Vec::new(),
             waiting: VecDeque::new(),
         });
         if slots.in_flight < slots.cap {
             slots.in_flight += 1;
             Admit::Send(item)
         } else if first {
-            slots.waiting.push_front(item);
-            self.waiting += 1;
+            slots.firsts.push(item);
             Admit::Wait
         } else if self.waiting < self.max_waiting {
             slots.waiting.push_back(item);
@@ -124,17 +131,24 @@ impl<T> Window<T> {
             slots.cap = slots.cap.min(slots.in_flight).max(1);
         }
         let mut next = None;
-        while slots.in_flight < slots.cap
-            && let Some(item) = slots.waiting.pop_front()
-        {
-            self.waiting -= 1;
+        while slots.in_flight < slots.cap {
+            let item = match slots.firsts.pop() {
+                Some(item) => item,
+                None => match slots.waiting.pop_front() {
+                    Some(item) => {
+                        self.waiting -= 1;
+                        item
+                    }
+                    None => break,
+                },
+            };
             if wants(&item) {
                 slots.in_flight += 1;
                 next = Some(item);
                 break;
             }
         }
-        if slots.in_flight == 0 && slots.waiting.is_empty() && slots.cap == self.per_peer {
+        if slots.is_idle() && slots.cap == self.per_peer {
             self.peers.remove(peer);
         }
         next
@@ -144,7 +158,7 @@ impl<T> Window<T> {
     pub(super) fn disconnected(&mut self, peer: &PeerId) {
         if let Some(slots) = self.peers.get_mut(peer) {
             slots.cap = self.per_peer;
-            if slots.in_flight == 0 && slots.waiting.is_empty() {
+            if slots.is_idle() {
                 self.peers.remove(peer);
             }
         }
@@ -162,6 +176,7 @@ impl<T> Window<T> {
     /// callers that gave up do not hold queue room.
     pub(super) fn retain(&mut self, wants: impl Fn(&T) -> bool) {
         for slots in self.peers.values_mut() {
+            slots.firsts.retain(&wants);
             let before = slots.waiting.len();
             slots.waiting.retain(&wants);
             self.waiting -= before - slots.waiting.len();
@@ -173,7 +188,7 @@ impl<T> Window<T> {
         self.waiting = 0;
         self.peers
             .drain()
-            .flat_map(|(_, slots)| slots.waiting)
+            .flat_map(|(_, slots)| slots.firsts.into_iter().chain(slots.waiting))
             .collect()
     }
 
@@ -182,10 +197,23 @@ impl<T> Window<T> {
         self.max_waiting
     }
 
-    /// Requests waiting for a slot, over all peers.
+    /// Items admitted by [`Window::admit`] waiting for a slot, over all
+    /// peers.
     #[cfg(test)]
     fn waiting(&self) -> usize {
         self.waiting
+    }
+
+    /// Items admitted first waiting for a slot, over all peers.
+    #[cfg(test)]
+    fn firsts_waiting(&self) -> usize {
+        self.peers.values().map(|slots| slots.firsts.len()).sum()
+    }
+}
+
+impl<T> Slots<T> {
+    fn is_idle(&self) -> bool {
+        self.in_flight == 0 && self.firsts.is_empty() && self.waiting.is_empty()
     }
 }
 
@@ -225,12 +253,34 @@ mod tests {
         assert_eq!(w.admit(peer, 3), Admit::Full(3));
         assert_eq!(w.admit_first(peer, 4), Admit::Wait, "not refused");
         assert_eq!(w.admit_first(peer, 5), Admit::Wait);
-        assert_eq!(w.waiting(), 3);
+        assert_eq!((w.waiting(), w.firsts_waiting()), (1, 2));
         assert_eq!(w.finished(&peer, Outcome::Done, always), Some(5));
         assert_eq!(w.finished(&peer, Outcome::Done, always), Some(4));
         assert_eq!(w.finished(&peer, Outcome::Done, always), Some(2));
         assert_eq!(w.finished(&peer, Outcome::Done, always), None);
         assert!(w.peers.is_empty());
+    }
+
+    #[test]
+    fn items_admitted_first_take_no_room_from_the_others() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut w = Window::new(1, 1);
+        assert_eq!(w.admit(a, 1), Admit::Send(1));
+        assert_eq!(w.admit(b, 2), Admit::Send(2));
+        assert_eq!(w.admit_first(a, 3), Admit::Wait);
+        assert_eq!(w.admit_first(b, 4), Admit::Wait);
+        assert_eq!(
+            w.admit(a, 5),
+            Admit::Wait,
+            "two cancels wait, yet the one request may too"
+        );
+        assert_eq!(w.admit(b, 6), Admit::Full(6), "the requests' room is full");
+        w.retain(|i| *i != 4);
+        assert_eq!((w.waiting(), w.firsts_waiting()), (1, 1));
+        assert_eq!(w.finished(&b, Outcome::Done, always), None);
+        assert_eq!(w.finished(&a, Outcome::Done, always), Some(3));
+        assert_eq!(w.finished(&a, Outcome::Done, always), Some(5));
+        assert_eq!((w.waiting(), w.firsts_waiting()), (0, 0));
     }
 
     #[test]
@@ -363,10 +413,11 @@ mod tests {
     /// a peer never has more in flight than its cap (the limit, lowered to
     /// what it still had in flight after a dropped stream, restored when it
     /// disconnects); an item waits only when its peer is at its cap and is
-    /// refused only when the queue is full, a cancel never; a slot that
-    /// frees goes to the latest waiting cancel, else to the oldest waiting
-    /// request, skipping those nobody wants; nothing is sent twice and
-    /// nothing is lost but what nobody wants.
+    /// refused only when the queue of requests is full, a cancel never, and
+    /// waiting cancels take none of its room; a slot that frees goes to the
+    /// latest waiting cancel, else to the oldest waiting request, skipping
+    /// those nobody wants; nothing is sent twice and nothing is lost but
+    /// what nobody wants.
     mod properties {
         use std::collections::{HashSet, VecDeque};
 
@@ -422,8 +473,10 @@ mod tests {
                 let mut sent = HashSet::new();
                 let mut refused = HashSet::new();
                 for op in ops {
-                    let waiting: usize = peers.iter().map(|p| p.firsts.len() + p.rest.len()).sum();
+                    let waiting: usize = peers.iter().map(|p| p.rest.len()).sum();
+                    let firsts: usize = peers.iter().map(|p| p.firsts.len()).sum();
                     prop_assert_eq!(window.waiting(), waiting);
+                    prop_assert_eq!(window.firsts_waiting(), firsts);
                     match op {
                         Op::Admit(p) | Op::AdmitFirst(p) => {
                             next += 1;
