@@ -132,15 +132,13 @@ impl<T> Window<T> {
         }
         let mut next = None;
         while slots.in_flight < slots.cap {
-            let item = match slots.firsts.pop() {
-                Some(item) => item,
-                None => match slots.waiting.pop_front() {
-                    Some(item) => {
-                        self.waiting -= 1;
-                        item
-                    }
-                    None => break,
-                },
+            let item = if let Some(item) = slots.firsts.pop() {
+                item
+            } else if let Some(item) = slots.waiting.pop_front() {
+                self.waiting -= 1;
+                item
+            } else {
+                break;
             };
             if wants(&item) {
                 slots.in_flight += 1;
