@@ -28,7 +28,9 @@ pub(crate) struct Args {
     constraints: Vec<String>,
     #[command(flatten)]
     mesh: MeshArgs,
-    /// How long to look for matches, such as 3s.
+    /// How long to look for matches at most, such as 3s. With mDNS off, the
+    /// listing ends sooner: once the DHT lookup (and registry search) is
+    /// over and has found a match.
     #[arg(long, default_value = "3s", value_parser = mesh::duration)]
     wait: Duration,
     /// The key file to use (default: a new, ephemeral identity).
@@ -217,8 +219,7 @@ pub(crate) async fn run(args: Args, json: bool) -> anyhow::Result<()> {
         passphrase_file: args.passphrase_file,
     };
     let agent = client(&args.mesh, key, Duration::ZERO).await?;
-    // Waits the whole time: there is no telling how many agents exist.
-    let found = agent.discover(&query, usize::MAX, args.wait).await?;
+    let found = agent.discover_all(&query, args.wait).await?;
     print(&found, json)?;
     agent.shutdown().await;
     Ok(())

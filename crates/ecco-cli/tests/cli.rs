@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -31,6 +31,7 @@ fn discover_and_ask_with_every_aggregation_strategy() {
     );
     let _other = agent("text/upper u@1.0.0", "echo", Some(&a));
 
+    let started = Instant::now();
     let found = ecco_json(&[
         "--json",
         "discover",
@@ -41,8 +42,15 @@ fn discover_and_ask_with_every_aggregation_strategy() {
         "--bootstrap",
         &a.addr,
         "--wait",
-        "2s",
+        "60s",
     ]);
+    // With mDNS off the listing ends once the DHT lookup is over, not after
+    // the whole --wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
     let peers: Vec<&str> = found
         .as_array()
         .unwrap()

@@ -14,6 +14,17 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A discovery wait long enough that sitting it out cannot pass for ending
+/// early, the test's margin being half of it.
+const LONG_WAIT: Duration = Duration::from_secs(60);
+
+/// Checks that what began at `started` did not sit out [`LONG_WAIT`]: the
+/// lookup takes milliseconds.
+fn ended_before_the_long_wait(started: Instant) {
+    let took = started.elapsed();
+    assert!(took < LONG_WAIT / 2, "took {took:?}");
+}
+
 /// An agent offering `capability` whose handler answers `answer` after
 /// `delay`, or fails when `answer` is null.
 async fn agent(
@@ -418,17 +429,12 @@ async fn a_lone_agent_is_asked_once_the_lookup_is_over() {
     let answered = client
         .query(q("solo/x"))
         .select(three)
-        .discovery_wait(Duration::from_secs(60))
+        .discovery_wait(LONG_WAIT)
         .timeout(Duration::from_secs(120))
         .send(json!(null))
         .await
         .unwrap();
-    // Sitting out the wait takes 60 s; the lookup takes milliseconds.
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
+    ended_before_the_long_wait(started);
     assert_eq!(answered.asked, vec![only.peer_id()]);
 
     let mut config = Config::memory();
@@ -446,6 +452,58 @@ async fn a_lone_agent_is_asked_once_the_lookup_is_over() {
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(800));
     assert_eq!(answered.asked, vec![only.peer_id()]);
+}
+
+/// A listing ends once the DHT lookup has asked the mesh and found its
+/// agents, not after the whole wait; with nothing found it keeps looking.
+#[tokio::test]
+async fn discover_all_lists_every_agent_once_the_lookup_is_over() {
+    let hub = agent(None, "list/x a@1.0.0", json!("a"), Duration::ZERO).await;
+    let mut others = Vec::new();
+    for name in ["b", "c", "d"] {
+        let capability = format!("list/x {name}@1.0.0");
+        others.push(agent(Some(&hub), &capability, json!(name), Duration::ZERO).await);
+    }
+    let mut expected: Vec<PeerId> = others.iter().map(Agent::peer_id).collect();
+    expected.push(hub.peer_id());
+    expected.sort();
+    // Each of them is in the DHT, where the lookup finds it.
+    for other in &others {
+        let published = tokio::time::timeout(WAIT, async {
+            while !hub
+                .node()
+                .lookup(&q("list/x"))
+                .await
+                .unwrap()
+                .iter()
+                .any(|f| f.peer == other.peer_id())
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(published.is_ok(), "{} publishes", other.peer_id());
+    }
+    // Known through the DHT only, as a client that just joined.
+    let mut config = Config::memory();
+    config.discovery.announcements = false;
+    config.bootstrap = hub.addresses().await.unwrap();
+    let client = Agent::builder().config(config).spawn().await.unwrap();
+
+    let started = Instant::now();
+    let found = client.discover_all(&q("list/x"), LONG_WAIT).await.unwrap();
+    ended_before_the_long_wait(started);
+    let mut peers: Vec<PeerId> = found.iter().map(|r| r.peer).collect();
+    peers.sort();
+    assert_eq!(peers, expected);
+
+    let started = Instant::now();
+    let none = client
+        .discover_all(&q("list/nobody"), Duration::from_millis(800))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(800));
 }
 
 mod negotiation {

@@ -17,7 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Agent, Discovery, lock};
+use super::discovery::Discovery;
+use super::{Agent, lock};
 use crate::node::{Answer, NodeError, Request, RequestError};
 use crate::{PeerId, agent_id};
 

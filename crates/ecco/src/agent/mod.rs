@@ -32,6 +32,7 @@
 //! ```
 
 mod ask;
+mod discovery;
 mod handler;
 mod lookups;
 pub mod memory;
@@ -40,7 +41,7 @@ mod registry;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ecco_core::matcher::Explanation;
 use ecco_core::{Capability, Matcher, Performance, Query, Selector};
@@ -52,7 +53,7 @@ pub use ask::{Answered, Ask, QueryError, Ranked};
 pub use handler::{Call, Handler, HandlerError, Negotiator, Proposal};
 pub use negotiate::{Negotiation, NegotiationError};
 
-use crate::node::{Config, Event, Node, NodeError};
+use crate::node::{Config, Node, NodeError};
 use crate::{Identity, PeerId, agent_id};
 use handler::Handlers;
 use lookups::Lookups;
@@ -268,6 +269,7 @@ impl Builder {
             None => Memory::default(),
         };
         let dht = self.config.discovery.dht;
+        let mdns = self.config.discovery.mdns;
         let registry = match &self.registry {
             Some(url) => {
                 let client = ecco_registry::Client::new(url, identity.clone())?;
@@ -315,6 +317,7 @@ impl Builder {
                 matcher: Matcher::default(),
                 registry,
                 dht,
+                mdns,
                 lookups: Mutex::default(),
                 serving: Mutex::new(Some(serving)),
             }),
@@ -338,35 +341,12 @@ struct Inner {
     matcher: Matcher,
     registry: Option<registry::Link>,
     dht: bool,
+    /// Whether mDNS may bring peers at any time: see [`Agent::discover_all`].
+    mdns: bool,
     /// Recent DHT lookups and registry searches, by query.
     lookups: Mutex<Lookups>,
     /// The task serving requests; it ends once the node stops.
     serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// What a discovery waits for: see [`Agent::discover_until`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Discovery {
-    /// Peers with a match that end the wait.
-    pub(crate) want: usize,
-    /// Peers that end it once the lookup is over.
-    pub(crate) enough: usize,
-    /// Whether the wait lasts until the lookup is over.
-    pub(crate) finish_lookup: bool,
-    /// Whether a lookup of the same query that finished lately
-    /// ([`lookups::REUSE`]) stands for a new one.
-    pub(crate) reuse_lookup: bool,
-    /// The longest wait.
-    pub(crate) wait: Duration,
-}
-
-/// How many distinct peers `ranked` holds offers of.
-fn peers(ranked: &[Ranked]) -> usize {
-    ranked
-        .iter()
-        .map(|r| r.peer)
-        .collect::<std::collections::HashSet<_>>()
-        .len()
 }
 
 /// Locks a mutex that no code path can poison in a harmful way: every
@@ -526,143 +506,6 @@ impl Agent {
             .inner
             .matcher
             .explain_all(query, offers.index().offers()))
-    }
-
-    /// The discovery cascade: the local directory first; while it holds
-    /// matches from fewer than `want` peers, a DHT lookup and whatever the
-    /// mesh announces meanwhile, for at most `wait` (never a fixed sleep:
-    /// it returns as soon as there are enough). With a registry, its search
-    /// runs alongside the DHT lookup: its hits are hints (peer and
-    /// addresses), made matchable by fetching each peer's signed capability
-    /// document from the peer itself.
-    pub async fn discover(
-        &self,
-        query: &Query,
-        want: usize,
-        wait: Duration,
-    ) -> Result<Vec<Ranked>, NodeError> {
-        let discovery = Discovery {
-            want,
-            enough: want,
-            finish_lookup: false,
-            reuse_lookup: true,
-            wait,
-        };
-        self.discover_until(query, discovery).await
-    }
-
-    /// [`discover`](Self::discover), as `discovery` says: with
-    /// `finish_lookup`, not done before the DHT lookup and the registry
-    /// search are over (or `wait` has passed) even with `want` peers known,
-    /// as `all` asks. Once that lookup is over, `enough` peers end the wait
-    /// even if fewer than `want`: the lookup asked the mesh for every
-    /// provider, so waiting longer would mostly wait for peers that do not
-    /// exist.
-    pub(crate) async fn discover_until(
-        &self,
-        query: &Query,
-        discovery: Discovery,
-    ) -> Result<Vec<Ranked>, NodeError> {
-        let Discovery {
-            want,
-            enough,
-            finish_lookup,
-            reuse_lookup,
-            wait,
-        } = discovery;
-        let mut events = self.inner.node.subscribe();
-        let ranked = self.ranked(query).await?;
-        if (peers(&ranked) >= want && !finish_lookup) || wait.is_zero() {
-            return Ok(ranked);
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        let node = self.inner.node.clone();
-        let can_look_up = self.inner.dht && crate::discovery::dht::lookup_key("", query).is_some();
-        // Without the DHT or a registry, the "lookup" asks nobody: only
-        // announcements and mDNS can bring more peers, so keep waiting.
-        let lookup_asks = can_look_up || self.inner.registry.is_some();
-        let dht_lookup = async move {
-            if can_look_up && let Err(e) = node.lookup(query).await {
-                tracing::debug!(error = %e, "DHT lookup failed");
-            }
-        };
-        // For `all`, as many registry hits as one page holds.
-        let hits = if finish_lookup { usize::MAX } else { want };
-        let lookup = async {
-            futures::join!(dht_lookup, self.search_registry(query, hits));
-        };
-        tokio::pin!(lookup);
-        // A lookup of the same query that finished lately stands for this
-        // one (what it found is in the directory), unless too few agents
-        // are known: then a new one may find those that came since.
-        let key = query.to_string();
-        let found = peers(&ranked);
-        let mut looked_up = lookup_asks
-            && reuse_lookup
-            && found >= enough.max(1)
-            && lock(&self.inner.lookups).is_recent(&key, Instant::now());
-        let done = |found: usize, looked_up: bool| {
-            (found >= want && (looked_up || !finish_lookup))
-                || (looked_up && lookup_asks && found >= enough.max(1))
-        };
-        if done(found, looked_up) {
-            return Ok(ranked);
-        }
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => break,
-                () = &mut lookup, if !looked_up => {
-                    looked_up = true;
-                    if lookup_asks {
-                        lock(&self.inner.lookups).finished(key.clone(), Instant::now());
-                    }
-                }
-                event = events.recv() => match event {
-                    Ok(Event::CapabilitiesLearned(_))
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                },
-            }
-            let ranked = self.ranked(query).await?;
-            if done(peers(&ranked), looked_up) {
-                return Ok(ranked);
-            }
-        }
-        self.ranked(query).await
-    }
-
-    /// The registry's matches for `query`, learned from the peers themselves.
-    async fn search_registry(&self, query: &Query, want: usize) {
-        let Some(link) = &self.inner.registry else {
-            return;
-        };
-        let per_page = u32::try_from(want.clamp(1, 100)).unwrap_or(100);
-        let hits = match link.client.search(&query.to_string(), 1, per_page).await {
-            Ok(page) => page.items,
-            Err(e) => {
-                tracing::debug!(error = %e, "registry search failed");
-                return;
-            }
-        };
-        let me = self.peer_id();
-        let fetches = hits.into_iter().filter_map(|hit| {
-            let peer = hit.peer_id.parse::<PeerId>().ok().filter(|p| *p != me)?;
-            let node = self.inner.node.clone();
-            Some(async move {
-                for addr in hit
-                    .addresses
-                    .iter()
-                    .filter_map(|a| a.parse::<Multiaddr>().ok())
-                {
-                    let _ = node.add_address(peer, addr).await;
-                }
-                if let Err(e) = node.fetch_capabilities(peer).await {
-                    tracing::debug!(%peer, error = %e, "registry hit unreachable");
-                }
-            })
-        });
-        futures::future::join_all(fetches).await;
     }
 
     /// Saves the performance memory in the background, at most once per
