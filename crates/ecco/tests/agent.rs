@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ecco::agent::{Agent, Call, HandlerError};
 use ecco::aggregation::{FailureKind, Verdict};
-use ecco::node::{Answer, Config};
+use ecco::node::{Answer, Config, Event};
 use ecco::{Aggregation, PeerId, Query, Selection};
 use serde_json::json;
 
@@ -504,6 +504,54 @@ async fn discover_all_lists_every_agent_once_the_lookup_is_over() {
         .unwrap();
     assert!(none.is_empty());
     assert!(started.elapsed() >= Duration::from_millis(800));
+}
+
+/// A node that knows no peer yet (a LAN node before mDNS has found its
+/// neighbours) ends its DHT lookup at once, having asked nobody: that must
+/// not make the first agent it learns of all the agents there are.
+#[tokio::test]
+async fn a_lookup_that_asked_nobody_does_not_end_the_wait_for_all() {
+    let client = Agent::builder()
+        .config(Config::memory())
+        .spawn()
+        .await
+        .unwrap();
+    let mut events = client.node().subscribe();
+    let asking = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .query(q("lan/x"))
+                .select(Selection::All)
+                .discovery_wait(Duration::from_secs(5))
+                .timeout(WAIT)
+                .send(json!(null))
+                .await
+        }
+    });
+    // Order, not timing: the lookup (of an empty routing table) is over
+    // long before anyone joins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = agent(Some(&client), "lan/x a@1.0.0", json!("a"), Duration::ZERO).await;
+    let learned = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::CapabilitiesLearned(peer)) = events.recv().await
+                && peer == a.peer_id()
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(learned.is_ok(), "the client learns of a");
+    let b = agent(Some(&client), "lan/x b@1.0.0", json!("b"), Duration::ZERO).await;
+
+    let answered = asking.await.unwrap().unwrap();
+    let mut asked = answered.asked.clone();
+    asked.sort();
+    let mut expected = vec![a.peer_id(), b.peer_id()];
+    expected.sort();
+    assert_eq!(asked, expected, "asked only the first agent learned");
 }
 
 mod negotiation {

@@ -182,6 +182,9 @@ impl Ask {
     /// registry, once their lookup is over and `min_agents` are known: the
     /// lookup asked the mesh for every provider, so fewer agents than
     /// `top-n` wants do not make a query sit out the whole wait. A lookup
+    /// that reached nobody (a node that knows no peer yet, as a LAN node
+    /// before mDNS has found its neighbours) does not count: the wait goes
+    /// on for the agents that announcements and mDNS bring. A lookup
     /// of the same query that finished within the last 30 s stands for a
     /// new one (what it found is in the directory, kept current by
     /// announcements) unless fewer than `min_agents` are known, or the

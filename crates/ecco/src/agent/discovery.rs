@@ -55,14 +55,30 @@ impl Discovery {
         }
     }
 
-    /// Whether `found` peers end the wait. `looked_up` says whether the
-    /// lookup is over, and `lookup_asks` whether it asked anyone (without
-    /// the DHT or a registry only announcements bring peers, so a finished
-    /// "lookup" proves nothing).
-    fn done(&self, found: usize, looked_up: bool, lookup_asks: bool) -> bool {
-        (found >= self.want && (looked_up || !self.finish_lookup))
-            || (looked_up && lookup_asks && found >= self.enough.max(1))
+    /// Whether `found` peers end the wait, the lookup standing as `lookup`
+    /// says.
+    fn done(&self, found: usize, lookup: Lookup) -> bool {
+        let over = lookup == Lookup::Over;
+        // With nothing to look up, what is known is what there is to wait
+        // for: `want` ends the wait even for `finish_lookup`.
+        (found >= self.want && (over || lookup == Lookup::Impossible || !self.finish_lookup))
+            || (over && found >= self.enough.max(1))
     }
+}
+
+/// Where the DHT lookup and the registry search stand, as
+/// [`Discovery::done`] weighs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Neither can be asked (no DHT, or the pattern `*`, and no
+    /// registry): only announcements and mDNS bring peers.
+    Impossible,
+    /// Under way, or over without having reached anyone (a node that knows
+    /// no peer yet, as a LAN node before mDNS has found any): either way it
+    /// has not told who else provides.
+    Pending,
+    /// Over, having asked the mesh, or the registry, for every provider.
+    Over,
 }
 
 /// How many distinct peers `ranked` holds offers of.
@@ -130,44 +146,61 @@ impl Agent {
         } = discovery;
         let mut events = self.inner.node.subscribe();
         let ranked = self.ranked(query).await?;
-        if discovery.done(peers(&ranked), false, false) || wait.is_zero() {
+        if discovery.done(peers(&ranked), Lookup::Pending) || wait.is_zero() {
             return Ok(ranked);
         }
         let deadline = tokio::time::Instant::now() + wait;
         let node = self.inner.node.clone();
         let can_look_up = self.inner.dht && crate::discovery::dht::lookup_key("", query).is_some();
-        // Without the DHT or a registry, the "lookup" asks nobody: only
-        // announcements and mDNS can bring more peers, so keep waiting.
-        let lookup_asks = can_look_up || self.inner.registry.is_some();
         let dht_lookup = async move {
-            if can_look_up && let Err(e) = node.lookup(query).await {
-                tracing::debug!(error = %e, "DHT lookup failed");
+            if !can_look_up {
+                return false;
+            }
+            match node.lookup_reaching(query).await {
+                Ok((_, reached)) => reached,
+                Err(e) => {
+                    tracing::debug!(error = %e, "DHT lookup failed");
+                    false
+                }
             }
         };
         // For `all`, as many registry hits as one page holds.
         let hits = if finish_lookup { usize::MAX } else { want };
         let lookup = async {
-            futures::join!(dht_lookup, self.search_registry(query, hits));
+            let (dht, registry) = futures::join!(dht_lookup, self.search_registry(query, hits));
+            dht || registry
         };
         tokio::pin!(lookup);
+        let mut state = if can_look_up || self.inner.registry.is_some() {
+            Lookup::Pending
+        } else {
+            Lookup::Impossible
+        };
         // A lookup of the same query that finished lately stands for this
         // one (what it found is in the directory), unless too few agents
         // are known: then a new one may find those that came since.
         let key = query.to_string();
         let found = peers(&ranked);
-        let mut looked_up = lookup_asks
+        if state == Lookup::Pending
             && reuse_lookup
             && found >= enough.max(1)
-            && lock(&self.inner.lookups).is_recent(&key, Instant::now());
-        if discovery.done(found, looked_up, lookup_asks) {
+            && lock(&self.inner.lookups).is_recent(&key, Instant::now())
+        {
+            state = Lookup::Over;
+        }
+        if discovery.done(found, state) {
             return Ok(ranked);
         }
+        let mut lookup_running = state == Lookup::Pending;
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
-                () = &mut lookup, if !looked_up => {
-                    looked_up = true;
-                    if lookup_asks {
+                asked = &mut lookup, if lookup_running => {
+                    lookup_running = false;
+                    // One that asked nobody leaves the state pending: only
+                    // announcements and mDNS can bring peers now.
+                    if asked {
+                        state = Lookup::Over;
                         lock(&self.inner.lookups).finished(key.clone(), Instant::now());
                     }
                 }
@@ -179,24 +212,25 @@ impl Agent {
                 },
             }
             let ranked = self.ranked(query).await?;
-            if discovery.done(peers(&ranked), looked_up, lookup_asks) {
+            if discovery.done(peers(&ranked), state) {
                 return Ok(ranked);
             }
         }
         self.ranked(query).await
     }
 
-    /// The registry's matches for `query`, learned from the peers themselves.
-    async fn search_registry(&self, query: &Query, want: usize) {
+    /// The registry's matches for `query`, learned from the peers
+    /// themselves; says whether the registry answered.
+    async fn search_registry(&self, query: &Query, want: usize) -> bool {
         let Some(link) = &self.inner.registry else {
-            return;
+            return false;
         };
         let per_page = u32::try_from(want.clamp(1, 100)).unwrap_or(100);
         let hits = match link.client.search(&query.to_string(), 1, per_page).await {
             Ok(page) => page.items,
             Err(e) => {
                 tracing::debug!(error = %e, "registry search failed");
-                return;
+                return false;
             }
         };
         let me = self.peer_id();
@@ -217,11 +251,13 @@ impl Agent {
             })
         });
         futures::future::join_all(fetches).await;
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Lookup::{Impossible, Over, Pending};
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(3);
@@ -229,34 +265,51 @@ mod tests {
     #[test]
     fn discover_ends_with_the_peers_it_wants() {
         let d = Discovery::first(2, WAIT);
-        assert!(d.done(2, false, true), "before any lookup");
-        assert!(d.done(3, false, false));
-        // Fewer are not enough, lookup or not: the caller asked for two.
-        assert!(!d.done(1, false, true));
-        assert!(!d.done(1, true, true));
+        for lookup in [Pending, Over, Impossible] {
+            assert!(d.done(2, lookup), "{lookup:?}");
+            // Fewer are not enough, lookup or not: the caller asked for two.
+            assert!(!d.done(1, lookup), "{lookup:?}");
+        }
     }
 
     #[test]
-    fn a_listing_ends_once_the_lookup_has_found_someone() {
+    fn a_listing_ends_once_the_lookup_has_asked_the_mesh_and_found_someone() {
         let d = Discovery::every(false, WAIT);
-        assert!(!d.done(5, false, true), "the lookup may find more");
-        assert!(d.done(1, true, true));
-        assert!(d.done(5, true, true));
-        assert!(!d.done(0, true, true), "nothing yet: keep waiting");
-        // A lookup that asked nobody proves nothing.
-        assert!(!d.done(5, true, false));
+        assert!(!d.done(5, Pending), "the lookup may find more");
+        assert!(d.done(1, Over));
+        assert!(d.done(5, Over));
+        assert!(!d.done(0, Over), "nothing yet: keep waiting");
+        // Nothing to ask: only announcements bring more.
+        assert!(!d.done(5, Impossible));
     }
 
     #[test]
     fn a_listing_with_mdns_waits_the_whole_time() {
         let d = Discovery::every(true, WAIT);
         for found in [0, 1, 1000] {
-            for (looked_up, lookup_asks) in [(false, false), (true, false), (true, true)] {
-                assert!(
-                    !d.done(found, looked_up, lookup_asks),
-                    "{found} {looked_up} {lookup_asks}"
-                );
+            for lookup in [Pending, Over, Impossible] {
+                assert!(!d.done(found, lookup), "{found} {lookup:?}");
             }
         }
+    }
+
+    /// What `all` asks (see `Ask::send`): the lookup first, then whoever
+    /// is known.
+    #[test]
+    fn all_waits_for_a_lookup_that_asked_the_mesh() {
+        let all = Discovery {
+            want: 1,
+            enough: 1,
+            finish_lookup: true,
+            reuse_lookup: true,
+            wait: WAIT,
+        };
+        // A lookup that reached nobody (a LAN node before mDNS has found
+        // its neighbours) does not make the first neighbour learned all.
+        assert!(!all.done(1, Pending));
+        assert!(all.done(1, Over));
+        assert!(!all.done(0, Over));
+        // With nothing to look up, the agents known are all there is.
+        assert!(all.done(1, Impossible));
     }
 }

@@ -539,12 +539,22 @@ impl Node {
     /// request timeout for the fetches. Needs a capability type: `*` cannot
     /// be looked up.
     pub async fn lookup(&self, query: &Query) -> Result<Vec<Found>, NodeError> {
+        Ok(self.lookup_reaching(query).await?.0)
+    }
+
+    /// [`lookup`](Self::lookup), also saying whether the DHT reached any
+    /// peer: one that asked nobody (no peer known yet) proves nothing about
+    /// who else provides.
+    pub(crate) async fn lookup_reaching(
+        &self,
+        query: &Query,
+    ) -> Result<(Vec<Found>, bool), NodeError> {
         let key = dht::lookup_key(&self.mesh, query).ok_or_else(|| {
             NodeError::Config("a DHT lookup needs a capability type, not `*`".to_owned())
         })?;
-        let candidates = self.ask(|tx| Command::Lookup { key, reply: tx }).await??;
+        let looked = self.ask(|tx| Command::Lookup { key, reply: tx }).await??;
         let fetched =
-            futures::future::join_all(candidates.into_iter().map(|(peer, rx)| async move {
+            futures::future::join_all(looked.candidates.into_iter().map(|(peer, rx)| async move {
                 match rx.await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "provider not fetched"),
@@ -552,7 +562,7 @@ impl Node {
                 }
             }));
         fetched.await;
-        self.find(query.clone()).await
+        Ok((self.find(query.clone()).await?, looked.reached))
     }
 
     /// Asks a peer for its capability document and puts it in the

@@ -20,7 +20,18 @@ use crate::node::{Event, NodeError};
 pub(crate) type Candidate = (PeerId, oneshot::Receiver<Result<Option<Entry>, FetchError>>);
 
 /// What a lookup hands back once the DHT query is over.
-pub(crate) type LookupReply = oneshot::Sender<Result<Vec<Candidate>, NodeError>>;
+pub(crate) type LookupReply = oneshot::Sender<Result<Looked, NodeError>>;
+
+/// A finished DHT lookup.
+#[derive(Debug)]
+pub(crate) struct Looked {
+    /// The providers found, each with its capability fetch.
+    pub(crate) candidates: Vec<Candidate>,
+    /// Whether any peer answered: a node that knows no peer yet (a LAN
+    /// node before mDNS has found anyone) finishes its lookup at once,
+    /// having asked nobody, which proves nothing about who else provides.
+    pub(crate) reached: bool,
+}
 
 #[derive(Debug)]
 struct Lookup {
@@ -125,7 +136,10 @@ impl EventLoop {
         match event {
             kad::Event::InboundRequest { request } => self.on_kad_inbound(request),
             kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result,
+                step,
+                stats,
             } => match result {
                 QueryResult::StartProviding(result) if self.dht.publishing.remove(&id) => {
                     self.on_published(result.is_ok());
@@ -136,7 +150,7 @@ impl EventLoop {
                 })) => {
                     self.on_providers(id, &key, providers);
                     if step.last {
-                        self.end_lookup(id);
+                        self.end_lookup(id, stats.num_successes() > 0);
                     }
                 }
                 QueryResult::GetProviders(outcome) => {
@@ -144,7 +158,7 @@ impl EventLoop {
                         tracing::debug!(error = %e, "DHT lookup ended early");
                     }
                     if step.last {
-                        self.end_lookup(id);
+                        self.end_lookup(id, stats.num_successes() > 0);
                     }
                 }
                 QueryResult::Bootstrap(Err(e)) => tracing::debug!(error = %e, "DHT bootstrap"),
@@ -250,9 +264,12 @@ impl EventLoop {
         }
     }
 
-    fn end_lookup(&mut self, id: QueryId) {
+    fn end_lookup(&mut self, id: QueryId, reached: bool) {
         if let Some(lookup) = self.dht.lookups.remove(&id) {
-            let _ = lookup.reply.send(Ok(lookup.candidates));
+            let _ = lookup.reply.send(Ok(Looked {
+                candidates: lookup.candidates,
+                reached,
+            }));
         }
     }
 
