@@ -156,8 +156,8 @@ impl Agent {
             if !can_look_up {
                 return false;
             }
-            match node.lookup_reaching(query).await {
-                Ok((_, reached)) => reached,
+            match node.fetch_providers(query).await {
+                Ok(reached) => reached,
                 Err(e) => {
                     tracing::debug!(error = %e, "DHT lookup failed");
                     false

@@ -539,16 +539,15 @@ impl Node {
     /// request timeout for the fetches. Needs a capability type: `*` cannot
     /// be looked up.
     pub async fn lookup(&self, query: &Query) -> Result<Vec<Found>, NodeError> {
-        Ok(self.lookup_reaching(query).await?.0)
+        self.fetch_providers(query).await?;
+        self.find(query.clone()).await
     }
 
-    /// [`lookup`](Self::lookup), also saying whether the DHT reached any
-    /// peer: one that asked nobody (no peer known yet) proves nothing about
-    /// who else provides.
-    pub(crate) async fn lookup_reaching(
-        &self,
-        query: &Query,
-    ) -> Result<(Vec<Found>, bool), NodeError> {
+    /// [`lookup`](Self::lookup) without the ranking, which the caller does
+    /// with its own matcher: says whether the DHT reached any peer, since
+    /// one that asked nobody (no peer known yet) proves nothing about who
+    /// else provides.
+    pub(crate) async fn fetch_providers(&self, query: &Query) -> Result<bool, NodeError> {
         let key = dht::lookup_key(&self.mesh, query).ok_or_else(|| {
             NodeError::Config("a DHT lookup needs a capability type, not `*`".to_owned())
         })?;
@@ -562,7 +561,7 @@ impl Node {
                 }
             }));
         fetched.await;
-        Ok((self.find(query.clone()).await?, looked.reached))
+        Ok(looked.reached)
     }
 
     /// Asks a peer for its capability document and puts it in the
