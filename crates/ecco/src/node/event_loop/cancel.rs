@@ -21,9 +21,10 @@ use libp2p::request_response::{OutboundFailure, ResponseChannel};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::EventLoop;
 use super::in_progress::Key;
+use super::requests::{Outgoing, is_streams_full, refusal};
 use super::window::{Admit, Outcome};
-use super::{EventLoop, Outgoing, is_streams_full, refusal};
 use crate::node::codec::Inbound;
 use crate::node::messaging::{Answer, RemoteErrorKind, Reply, RequestError};
 
