@@ -376,26 +376,14 @@ impl EventLoop {
                 request,
                 deadline,
                 reply,
-            } => {
-                let queued = Queued {
+            } => self.request(
+                peer,
+                Queued {
                     request,
                     deadline,
                     reply,
-                };
-                match self.window.admit(peer, Outgoing::Request(queued)) {
-                    window::Admit::Send(outgoing) => self.send(peer, outgoing),
-                    window::Admit::Wait => {}
-                    // What was offered comes back: the request.
-                    window::Admit::Full(outgoing) => {
-                        if let Outgoing::Request(queued) = outgoing {
-                            let _ = queued.reply.send(Err(RequestError::Busy(format!(
-                                "{} requests already wait for a free stream (limits.max_waiting_requests)",
-                                self.window.max_waiting()
-                            ))));
-                        }
-                    }
-                }
-            }
+                },
+            ),
             Command::SetCapabilities {
                 capabilities,
                 reply,

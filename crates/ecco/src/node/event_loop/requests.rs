@@ -159,6 +159,24 @@ impl EventLoop {
         }
     }
 
+    /// A caller's request to `peer`: sent at once if the window has room
+    /// for it, else waiting for a free stream, else refused as busy.
+    pub(super) fn request(&mut self, peer: PeerId, queued: Queued) {
+        match self.window.admit(peer, Outgoing::Request(queued)) {
+            window::Admit::Send(outgoing) => self.send(peer, outgoing),
+            window::Admit::Wait => {}
+            // What was offered comes back: the request.
+            window::Admit::Full(outgoing) => {
+                if let Outgoing::Request(queued) = outgoing {
+                    let _ = queued.reply.send(Err(RequestError::Busy(format!(
+                        "{} requests already wait for a free stream (limits.max_waiting_requests)",
+                        self.window.max_waiting()
+                    ))));
+                }
+            }
+        }
+    }
+
     pub(super) fn send(&mut self, peer: PeerId, outgoing: Outgoing) {
         match outgoing {
             Outgoing::Request(queued) => self.send_request(peer, queued),
