@@ -5,7 +5,9 @@
 //!    flight, between two Ecco nodes and between two bare libp2p swarms running
 //!    only `request_response` with a raw-bytes codec on the same transport stack
 //!    (and between two Ecco nodes without the DHT and announcements, to show
-//!    what those cost);
+//!    what those cost; and between two plain libp2p swarms that run Ecco's set
+//!    of protocols around the same raw `request_response`, to tell libp2p's
+//!    cost of those protocols from Ecco's own);
 //! 2. how long a node takes to learn a new peer's capabilities after dialling it;
 //! 3. the resident memory of an idle node, against a process running only the
 //!    tokio runtime.
@@ -13,9 +15,9 @@
 //! Run: `cargo bench -p ecco --bench node`; `ECCO_BENCH_QUICK=1` for a smoke
 //! run with few samples. All traffic stays on 127.0.0.1; mDNS is never used.
 //!
-//! For a profiler, `ECCO_BENCH_PROFILE=baseline|ecco|ecco-lean` runs only that
-//! contender's requests (`ECCO_BENCH_PROFILE_COUNT` of them, 2,000
-//! by default) after a warm-up; two runs with different counts, under
+//! For a profiler, `ECCO_BENCH_PROFILE=baseline|ecco|ecco-lean|libp2p-protocols`
+//! runs only that contender's requests (`ECCO_BENCH_PROFILE_COUNT` of them,
+//! 2,000 by default) after a warm-up; two runs with different counts, under
 //! `valgrind --tool=callgrind`, give the instructions per round trip as the
 //! difference of their totals divided by the difference of their counts.
 //! With `ECCO_BENCH_PROFILE_IN_FLIGHT` set, the profiling run sends them with
@@ -24,8 +26,7 @@
 // A benchmark binary reports on stdout/stderr and may panic on failure.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,17 +34,18 @@ use ecco::node::{Answer, Config, Event, Inbox, Node, Request};
 use ecco::{Capability, CapabilityType, Identity};
 use futures::prelude::*;
 use futures::stream::FuturesUnordered;
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+mod bare;
+mod same_protocols;
 
 /// Set in a child process to the kind of idle process it should be.
 const CHILD_ENV: &str = "ECCO_BENCH_IDLE_NODE";
 /// Set to run with few samples.
 const QUICK_ENV: &str = "ECCO_BENCH_QUICK";
-/// Set to a contender (`baseline`, `ecco`, `ecco-lean`) to run only its
+/// Set to a contender (`baseline`, `ecco`, `ecco-lean`, `libp2p-protocols`) to run only its
 /// requests (sequential, unless [`PROFILE_IN_FLIGHT_ENV`] is set), once, for
 /// a profiler such as callgrind.
 const PROFILE_ENV: &str = "ECCO_BENCH_PROFILE";
@@ -139,7 +141,9 @@ fn main() {
 /// the extra requests, setup and teardown cancelling out.
 fn profile(name: &str) {
     let Some(contender) = Contender::ALL.into_iter().find(|c| c.id() == name) else {
-        eprintln!("{PROFILE_ENV}: unknown contender `{name}` (baseline, ecco, ecco-lean)");
+        eprintln!(
+            "{PROFILE_ENV}: unknown contender `{name}` (baseline, ecco, ecco-lean, libp2p-protocols)"
+        );
         std::process::exit(2);
     };
     let count = match std::env::var(PROFILE_COUNT_ENV) {
@@ -266,13 +270,17 @@ enum Contender {
     Ecco,
     /// Two Ecco nodes without the DHT and announcements, to show their share.
     EccoNoDiscovery,
+    /// Two plain libp2p swarms with Ecco's protocols around the baseline's
+    /// `request_response`: libp2p's own cost of those protocols.
+    Libp2pProtocols,
 }
 
 impl Contender {
-    const ALL: [Contender; 3] = [
+    const ALL: [Contender; 4] = [
         Contender::Baseline,
         Contender::Ecco,
         Contender::EccoNoDiscovery,
+        Contender::Libp2pProtocols,
     ];
 
     fn name(self) -> &'static str {
@@ -280,6 +288,7 @@ impl Contender {
             Contender::Baseline => "baseline",
             Contender::Ecco => "ecco",
             Contender::EccoNoDiscovery => "ecco, no discovery",
+            Contender::Libp2pProtocols => "libp2p, ecco's protocols",
         }
     }
 
@@ -289,12 +298,13 @@ impl Contender {
             Contender::Baseline => "baseline",
             Contender::Ecco => "ecco",
             Contender::EccoNoDiscovery => "ecco-lean",
+            Contender::Libp2pProtocols => "libp2p-protocols",
         }
     }
 
     async fn round(self, s: &Settings) -> Figures {
         match self {
-            Contender::Baseline => baseline_round(s).await,
+            Contender::Baseline => bare::round(s, bare::raw_swarm).await,
             Contender::Ecco => ecco_round(s, loopback()).await,
             Contender::EccoNoDiscovery => {
                 let mut config = loopback();
@@ -302,12 +312,13 @@ impl Contender {
                 config.discovery.announcements = false;
                 ecco_round(s, config).await
             }
+            Contender::Libp2pProtocols => bare::round(s, same_protocols::swarm).await,
         }
     }
 }
 
 /// Figures per contender, one per round, in the order of [`Contender::ALL`].
-type Results = [Vec<Figures>; 3];
+type Results = [Vec<Figures>; 4];
 
 /// Runs every contender in every round, each on a fresh pair.
 async fn round_trips(s: &Settings) -> Results {
@@ -319,7 +330,7 @@ async fn round_trips(s: &Settings) -> Results {
             let contender = Contender::ALL[i];
             let figures = contender.round(s).await;
             eprintln!(
-                "round {} {:>18}: seq p50 {} p99 {} {:.0}/s | x{IN_FLIGHT} p50 {} p99 {} {:.0}/s",
+                "round {} {:>24}: seq p50 {} p99 {} {:.0}/s | x{IN_FLIGHT} p50 {} p99 {} {:.0}/s",
                 round + 1,
                 contender.name(),
                 us(figures.seq_p50),
@@ -421,198 +432,12 @@ async fn ecco_run(node: &Node, peer: PeerId, n: usize, in_flight: usize) -> Run 
     }
 }
 
-// --- Baseline: bare libp2p request_response with raw bytes
-
-/// Raw bytes each way, ended by closing the write side, with a size cap.
-#[derive(Debug, Clone, Copy)]
-struct RawCodec;
-
-/// The largest message the raw codec reads.
-const RAW_MAX: u64 = 1024 * 1024;
-
-async fn read_capped<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(RAW_MAX + 1).read_to_end(&mut buf).await?;
-    if buf.len() as u64 > RAW_MAX {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too large"));
-    }
-    Ok(buf)
-}
-
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_capped(io).await
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_capped(io).await
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&request).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        response: Vec<u8>,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        io.write_all(&response).await
-    }
-}
-
-type RawBehaviour = request_response::Behaviour<RawCodec>;
-type RawEvent = request_response::Event<Vec<u8>, Vec<u8>>;
-
-/// A swarm on the stack Ecco uses for TCP, running only `request_response`.
-fn raw_swarm() -> Swarm<RawBehaviour> {
-    SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(StreamProtocol::new("/bench/raw/1"), ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(30))
-                    .with_max_concurrent_streams(64),
-            )
-        })
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-async fn baseline_round(s: &Settings) -> Figures {
-    let mut server = raw_swarm();
-    server
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("an address"))
-        .expect("listen");
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
-            break address;
-        }
-    };
-    let server_id = *server.local_peer_id();
-    let serving = tokio::spawn(async move {
-        loop {
-            if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            }) = server.select_next_some().await
-            {
-                // Echo; fails only if the connection closed meanwhile.
-                let _ = server.behaviour_mut().send_response(channel, request);
-            }
-        }
-    });
-    let mut client = raw_swarm();
-    client.dial(addr).expect("dial");
-    loop {
-        match client.select_next_some().await {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == server_id => break,
-            SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial failed: {error}"),
-            _ => {}
-        }
-    }
-    baseline_run(&mut client, server_id, s.warmup, IN_FLIGHT).await;
-    let sequential = baseline_run(&mut client, server_id, s.sequential, 1).await;
-    let pipelined = baseline_run(&mut client, server_id, s.pipelined, IN_FLIGHT).await;
-    drop(client);
-    serving.abort();
-    Figures::new(sequential, pipelined)
-}
-
-/// Sends `n` requests, keeping `in_flight` outstanding, driving the swarm itself.
-async fn baseline_run(
-    swarm: &mut Swarm<RawBehaviour>,
-    peer: PeerId,
-    n: usize,
-    in_flight: usize,
-) -> Run {
-    let send = |swarm: &mut Swarm<RawBehaviour>, i: usize| {
-        let bytes = serde_json::to_vec(&payload(i)).expect("json");
-        (
-            swarm.behaviour_mut().send_request(&peer, bytes),
-            Instant::now(),
-        )
-    };
-    let start = Instant::now();
-    let mut started = HashMap::with_capacity(in_flight);
-    let mut latencies = Vec::with_capacity(n);
-    let mut sent = 0;
-    while sent < n.min(in_flight) {
-        let (id, at) = send(swarm, sent);
-        started.insert(id, at);
-        sent += 1;
-    }
-    while latencies.len() < n {
-        match swarm.select_next_some().await {
-            SwarmEvent::Behaviour(RawEvent::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            }) => {
-                let at = started.remove(&request_id).expect("a request we sent");
-                latencies.push(at.elapsed());
-                assert!(response.len() > 50, "the echo of the request");
-                if sent < n {
-                    let (id, at) = send(swarm, sent);
-                    started.insert(id, at);
-                    sent += 1;
-                }
-            }
-            SwarmEvent::Behaviour(RawEvent::OutboundFailure { error, .. }) => {
-                panic!("baseline request failed: {error}")
-            }
-            _ => {}
-        }
-    }
-    Run {
-        latencies,
-        elapsed: start.elapsed(),
-    }
-}
-
 fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
 fn print_round_trips(results: &Results) {
-    let [b, e, n] = results.each_ref().map(|r| Figures::median(r));
+    let [b, e, n, p] = results.each_ref().map(|r| Figures::median(r));
     println!(
         "## Request round trips (median of {} rounds each)\n",
         results[0].len()
@@ -621,27 +446,39 @@ fn print_round_trips(results: &Results) {
         "| metric | baseline (bare libp2p) | Ecco | Ecco / baseline | Ecco, no DHT nor announcements | that / baseline |"
     );
     println!("|---|---|---|---|---|---|");
+    print_rows(&b, &e, &n, &b);
+    println!(
+        "\nRatios are costs: latency over the baseline's, and the baseline's throughput over \
+         Ecco's (above 1 means Ecco is slower). Target: at most 1.3 ×.\n"
+    );
+    println!("### What libp2p costs for Ecco's protocols, and what Ecco adds\n");
+    println!(
+        "| metric | baseline (bare libp2p) | libp2p with Ecco's protocols | that / baseline | Ecco | Ecco / that |"
+    );
+    println!("|---|---|---|---|---|---|");
+    print_rows(&b, &p, &e, &p);
+    println!(
+        "\n\"libp2p with Ecco's protocols\" is a plain libp2p swarm running the protocols of an \
+         Ecco node (limits, identify, ping, two request_response, streams, Kademlia, signed \
+         gossipsub) around the baseline's raw request_response: its ratio to the baseline is \
+         libp2p's cost of those protocols; Ecco's ratio to it is what Ecco's own layer adds.\n"
+    );
+}
+
+/// Rows of `base`, `x` against `base`, then `y` against `y_ref`.
+fn print_rows(base: &Figures, x: &Figures, y: &Figures, y_ref: &Figures) {
     let latency = |name: &str, f: fn(&Figures) -> Duration| {
-        let ratio = |x: &Figures| f(x).as_secs_f64() / f(&b).as_secs_f64();
-        println!(
-            "| {name} | {} | {} | {:.2} × | {} | {:.2} × |",
-            us(f(&b)),
-            us(f(&e)),
-            ratio(&e),
-            us(f(&n)),
-            ratio(&n)
-        );
+        let ratio = |a: &Figures, b: &Figures| f(a).as_secs_f64() / f(b).as_secs_f64();
+        let (ratio_x, ratio_y) = (ratio(x, base), ratio(y, y_ref));
+        let (base, x, y) = (us(f(base)), us(f(x)), us(f(y)));
+        println!("| {name} | {base} | {x} | {ratio_x:.2} × | {y} | {ratio_y:.2} × |");
     };
     let throughput = |name: &str, f: fn(&Figures) -> f64| {
         // As a cost: how many times longer the same work takes.
-        let ratio = |x: &Figures| f(&b) / f(x);
+        let (ratio_x, ratio_y) = (f(base) / f(x), f(y_ref) / f(y));
+        let (base, x, y) = (f(base), f(x), f(y));
         println!(
-            "| {name} | {:.0} req/s | {:.0} req/s | {:.2} × | {:.0} req/s | {:.2} × |",
-            f(&b),
-            f(&e),
-            ratio(&e),
-            f(&n),
-            ratio(&n)
+            "| {name} | {base:.0} req/s | {x:.0} req/s | {ratio_x:.2} × | {y:.0} req/s | {ratio_y:.2} × |"
         );
     };
     latency("sequential p50", |f| f.seq_p50);
@@ -650,10 +487,6 @@ fn print_round_trips(results: &Results) {
     latency("32 in flight p50", |f| f.pipe_p50);
     latency("32 in flight p99", |f| f.pipe_p99);
     throughput("32 in flight throughput", |f| f.pipe_rps);
-    println!(
-        "\nRatios are costs: latency over the baseline's, and the baseline's throughput over \
-         Ecco's (above 1 means Ecco is slower). Target: at most 1.3 ×.\n"
-    );
 }
 
 // ---------------------------------------------------------------------------
